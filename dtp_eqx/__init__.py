@@ -1,0 +1,62 @@
+"""dtp_eqx: difference target propagation (Lee et al., 2015) in Equinox.
+
+Build a `DTPNetwork`, train it with `fit` by difference target propagation (`"dtp"`),
+vanilla target propagation (`"tp"`) or back-propagation (`"bp"`), and look inside with
+`angles_to_backprop` and `reconstruction_errors`.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._data import (
+    CIFAR10_SOURCES as CIFAR10_SOURCES,
+    ChecksumError as ChecksumError,
+    Dataset as Dataset,
+    cache_dir as cache_dir,
+    load_cifar10 as load_cifar10,
+    load_fashion_mnist as load_fashion_mnist,
+    load_mnist as load_mnist,
+)
+from ._diagnostics import (
+    angle_degrees as angle_degrees,
+    angles_to_backprop as angles_to_backprop,
+    reconstruction_errors as reconstruction_errors,
+)
+from ._layers import (
+    ACTIVATIONS as ACTIVATIONS,
+    AbstractDTPLayer as AbstractDTPLayer,
+    DTPLayer as DTPLayer,
+)
+from ._losses import (
+    cross_entropy as cross_entropy,
+    layer_loss as layer_loss,
+    output_loss as output_loss,
+    reconstruction_loss as reconstruction_loss,
+)
+from ._network import DTPNetwork as DTPNetwork
+from ._targets import (
+    METHODS as METHODS,
+    compute_targets as compute_targets,
+    top_step_from_eta as top_step_from_eta,
+    top_target as top_target,
+)
+from ._train import (
+    OPTIMIZERS as OPTIMIZERS,
+    SCHEDULES as SCHEDULES,
+    TRAIN_METHODS as TRAIN_METHODS,
+    TrainConfig as TrainConfig,
+    evaluate as evaluate,
+    fit as fit,
+    forward_loss as forward_loss,
+    init_opt_state as init_opt_state,
+    inverse_loss as inverse_loss,
+    make_optimizer as make_optimizer,
+    make_step as make_step,
+    original_rmsprop as original_rmsprop,
+    param_labels as param_labels,
+    train_epoch as train_epoch,
+)
+
+try:
+    __version__ = version("dtp-eqx")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0+unknown"

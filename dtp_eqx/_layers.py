@@ -1,0 +1,142 @@
+"""Layers with a forward mapping f and a learned feedback (approximate inverse) mapping g."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, PRNGKeyArray
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "relu": jax.nn.relu,
+    "identity": lambda z: z,
+}
+"""Element-wise nonlinearities a layer can use, by name."""
+
+INITS = ("orthogonal", "glorot")
+"""Weight initialisations: random (semi-)orthogonal, as the original code, or Glorot uniform."""
+
+
+def check_choice(name: str, value: object, choices) -> None:
+    """Raise a `ValueError` naming `name` unless `value` is one of `choices`."""
+    if value not in choices:
+        raise ValueError(
+            f"{name}={value!r} is not supported; expected one of {sorted(choices)}."
+        )
+
+
+def init_linear(
+    in_features: int, out_features: int, *, init: str, key: PRNGKeyArray
+) -> eqx.nn.Linear:
+    """An `eqx.nn.Linear` with `init` weights (shape `(out, in)`) and zero bias."""
+    check_choice("init", init, INITS)
+    make_key, weight_key = jax.random.split(key)
+    linear = eqx.nn.Linear(in_features, out_features, key=make_key)
+    shape = (out_features, in_features)
+    if init == "orthogonal":
+        weight = jax.nn.initializers.orthogonal()(weight_key, shape)
+    else:
+        weight = jax.nn.initializers.glorot_uniform(in_axis=-1, out_axis=-2)(
+            weight_key, shape
+        )
+    bias = jnp.zeros((out_features,), weight.dtype)
+    return eqx.tree_at(lambda l: (l.weight, l.bias), linear, (weight, bias))
+
+
+class AbstractDTPLayer(eqx.Module):
+    """A layer that maps activations up with `f` and targets down with `g`.
+
+    Subclasses own the fields `forward` and `feedback` and implement `__call__` (the
+    forward mapping `f`, from `h_prev` to `h`) and `inverse` (the feedback mapping `g`,
+    from `h` back to the space of `h_prev`). Both act on one unbatched example.
+    """
+
+    forward: eqx.AbstractVar[eqx.nn.Linear]
+    feedback: eqx.AbstractVar[eqx.nn.Linear]
+
+    @abc.abstractmethod
+    def __call__(
+        self, h_prev: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " n_out"]:
+        """The forward mapping `f(h_prev)`."""
+
+    @abc.abstractmethod
+    def inverse(self, h: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
+        """The feedback mapping `g(h)`, an approximate inverse of `f`."""
+
+
+class DTPLayer(AbstractDTPLayer):
+    """A fully connected layer `f(h) = s(W h + b)` with feedback `g(h) = s_g(V h + c)`.
+
+    `forward` holds `W` (shape `(n_out, n_in)`) and `b`; `feedback` holds `V` (shape
+    `(n_in, n_out)`) and `c`. Difference target propagation trains `feedback` to invert
+    `forward` (see `dtp_eqx.reconstruction_loss`) and `forward` to reach targets sent down
+    through the feedback mappings of the layers above (see `dtp_eqx.compute_targets`).
+
+    Args:
+        in_features: size `n_in` of the layer's input `h_prev`.
+        out_features: size `n_out` of the layer's output `h`.
+        activation: name of `s`, one of `dtp_eqx.ACTIVATIONS` (keyword-only).
+        feedback_activation: name of `s_g`; defaults to `activation` (keyword-only).
+        init: `"orthogonal"` (the original code's) or `"glorot"`; biases start at zero
+            (keyword-only).
+        key: a `jax.random` key, split once between the two mappings (keyword-only).
+
+    Example:
+        >>> import jax, dtp_eqx
+        >>> layer = dtp_eqx.DTPLayer(4, 3, activation="tanh", key=jax.random.key(0))
+        >>> h = layer(jax.numpy.ones(4))        # shape (3,)
+        >>> layer.inverse(h).shape              # back in the input space
+        (4,)
+    """
+
+    forward: eqx.nn.Linear
+    feedback: eqx.nn.Linear
+    activation: str = eqx.field(static=True)
+    feedback_activation: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        activation: str = "tanh",
+        feedback_activation: str | None = None,
+        init: str = "orthogonal",
+        key: PRNGKeyArray,
+    ):
+        check_choice("activation", activation, ACTIVATIONS)
+        if feedback_activation is None:
+            feedback_activation = activation
+        check_choice("feedback_activation", feedback_activation, ACTIVATIONS)
+        forward_key, feedback_key = jax.random.split(key)
+        self.forward = init_linear(in_features, out_features, init=init, key=forward_key)
+        self.feedback = init_linear(
+            out_features, in_features, init=init, key=feedback_key
+        )
+        self.activation = activation
+        self.feedback_activation = feedback_activation
+
+    @property
+    def in_features(self) -> int:
+        return self.forward.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.forward.out_features
+
+    def __call__(
+        self, h_prev: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " n_out"]:
+        """`f(h_prev) = s(W h_prev + b)` for one example; `key` is unused."""
+        del key
+        return ACTIVATIONS[self.activation](self.forward(h_prev))
+
+    def inverse(self, h: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
+        """`g(h) = s_g(V h + c)` for one example."""
+        return ACTIVATIONS[self.feedback_activation](self.feedback(h))

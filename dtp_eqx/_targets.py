@@ -1,0 +1,88 @@
+"""Targets: one gradient step at the top, then down through the feedback mappings."""
+
+from __future__ import annotations
+
+import jax
+from jaxtyping import Array, Float, Int
+
+from ._layers import check_choice
+from ._losses import cross_entropy
+
+METHODS = ("dtp", "tp")
+"""Target propagation rules: difference target propagation and vanilla target propagation."""
+
+
+def top_target(
+    output, h_top: Float[Array, " n"], y, *, top_step: float
+) -> Float[Array, " n"]:
+    """First target `t_{M-1} = h_{M-1} - top_step * dL/dh_{M-1}` with per-example cross-entropy."""
+    grad = jax.grad(lambda h: cross_entropy(output(h), y))(h_top)
+    return h_top - top_step * grad
+
+
+def compute_targets(
+    net,
+    activations: tuple[Float[Array, " ..."], ...],
+    y: Int[Array, ""] | int,
+    *,
+    top_step: float,
+    method: str = "dtp",
+) -> tuple[Float[Array, " ..."], ...]:
+    """Targets `(t_1, ..., t_{M-1})` for the hidden layers of one example.
+
+    The penultimate layer's target is one gradient step on the example's cross-entropy
+    `L`: `t_{M-1} = h_{M-1} - top_step * dL/dh_{M-1}`. Below it, for `i = M-1 .. 2`:
+
+    - `"dtp"` (difference target propagation): `t_{i-1} = h_{i-1} + g_i(t_i) - g_i(h_i)`.
+      The difference cancels the inverse's error: `t_i = h_i` gives `t_{i-1} = h_{i-1}`
+      whatever `g_i` is, and with an exact inverse it equals `"tp"`.
+    - `"tp"` (vanilla target propagation): `t_{i-1} = g_i(t_i)`.
+
+    `top_step` and the original code's `eta`: the original code steps along the gradient of
+    the *batch-mean* loss, whose gradient with respect to one example's `h_{M-1}` is the
+    per-example gradient divided by the batch size `B`. So `top_step = eta / B`
+    (`eta = 0.327736`, `B = 100` gives `top_step = 0.00327736` for the deep tanh network);
+    see `dtp_eqx.top_step_from_eta`.
+
+    Args:
+        net: a `DTPNetwork` (anything with `layers` and `output`).
+        activations: `(h_0, ..., h_M)` of one example, as from `net.activations(x)`,
+            shapes `(n_0,), ..., (n_M,)`.
+        y: the example's integer class label.
+        top_step: step size of the first target, per example (keyword-only).
+        method: `"dtp"` or `"tp"` (keyword-only).
+
+    Returns:
+        A tuple of `M - 1` targets with shapes `(n_1,), ..., (n_{M-1},)`.
+
+    Example:
+        >>> import jax, dtp_eqx
+        >>> net = dtp_eqx.DTPNetwork((4, 3, 3, 2), key=jax.random.key(0))
+        >>> hs = net.activations(jax.numpy.ones(4))
+        >>> ts = dtp_eqx.compute_targets(net, hs, 1, top_step=0.1)
+        >>> [t.shape for t in ts]
+        [(3,), (3,)]
+    """
+    check_choice("method", method, METHODS)
+    hs = activations
+    if len(hs) != len(net.layers) + 2:
+        raise ValueError(
+            f"activations has {len(hs)} entries, expected {len(net.layers) + 2} "
+            "(h_0 .. h_M, as returned by net.activations)."
+        )
+    t = top_target(net.output, hs[-2], y, top_step=top_step)
+    targets = [t]
+    # hs[i] is h_i; net.layers[i - 1] is layer i, whose feedback g_i maps h_i to h_{i-1}.
+    for i in range(len(net.layers), 1, -1):
+        g = net.layers[i - 1].inverse
+        if method == "dtp":
+            t = hs[i - 1] + g(t) - g(hs[i])
+        else:
+            t = g(t)
+        targets.append(t)
+    return tuple(reversed(targets))
+
+
+def top_step_from_eta(eta: float, batch_size: int) -> float:
+    """Per-example `top_step` equal to the original code's batch-mean step `eta`: `eta / batch_size`."""
+    return eta / batch_size

@@ -1,0 +1,474 @@
+"""Optimizers, jitted steps and epochs, evaluation, and the `fit` loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from functools import partial
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from ._layers import check_choice
+from ._losses import (
+    check_nonnegative,
+    cross_entropy,
+    layer_loss,
+    output_loss,
+    reconstruction_loss,
+    sg,
+)
+from ._targets import compute_targets
+
+TRAIN_METHODS = ("dtp", "tp", "bp")
+"""`"dtp"` and `"tp"` train by targets; `"bp"` by back-propagating the cross-entropy."""
+SCHEDULES = ("alternate-epoch", "per-batch")
+"""When inverses train: a whole epoch before each forward epoch, or before every forward step."""
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+"""Optimizer names understood by `make_optimizer`."""
+PHASES = ("inverse", "forward", "per-batch", "bp")
+
+
+def original_rmsprop(learning_rate: float) -> optax.GradientTransformation:
+    """The original code's centered RMSprop with momentum, built from optax.
+
+    Running mean `a = 0.95 a + 0.05 g`, running square `s = 0.95 s + 0.05 g^2`,
+    step `g / sqrt(s - a^2 + 1e-3)`, velocity `v = 0.9 v - learning_rate * step`,
+    update `theta += v`.
+    """
+    return optax.rmsprop(
+        learning_rate,
+        decay=0.95,
+        eps=1e-3,
+        eps_in_sqrt=True,
+        centered=True,
+        momentum=0.9,
+    )
+
+
+def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+    """An optax optimizer by name: `"rmsprop"` (`original_rmsprop`), `"adam"` or `"sgd"`.
+
+    Raises:
+        ValueError: for an unknown `name` or a `learning_rate` that is not positive.
+    """
+    check_choice("optimizer", name, OPTIMIZERS)
+    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+        raise ValueError(f"learning_rate={learning_rate!r} must be a positive number.")
+    if name == "rmsprop":
+        return original_rmsprop(learning_rate)
+    if name == "adam":
+        return optax.adam(learning_rate)
+    return optax.sgd(learning_rate)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train: method, schedule, step sizes and noise. Defaults are the original code's
+    deep tanh settings (paper notes, section 2) with `top_step = eta / batch_size`.
+
+    Attributes:
+        method: `"dtp"`, `"tp"` or `"bp"` (back-propagation baseline).
+        schedule: `"alternate-epoch"` (an epoch of inverse updates, then an epoch of
+            forward updates, as the original code) or `"per-batch"` (inverse then forward
+            update on every minibatch, as the paper's Algorithm 1). Ignored by `"bp"`.
+        epochs: number of epochs (an alternate-epoch epoch is one inverse pass plus one
+            forward pass over the training set).
+        batch_size: minibatch size; the ragged end of each shuffled epoch is dropped.
+        top_step: per-example step of the first target (see `dtp_eqx.compute_targets`).
+        sigma: standard deviation of the inverse loss's corruption noise.
+        lr_forward: learning rate of the forward (and output) parameters.
+        lr_feedback: learning rate of the feedback parameters.
+        optimizer: `"rmsprop"` (the original centered RMSprop with momentum), `"adam"` or `"sgd"`.
+        shuffle: reshuffle the training set every epoch (the original code did not).
+    """
+
+    method: str = "dtp"
+    schedule: str = "alternate-epoch"
+    epochs: int = 100
+    batch_size: int = 100
+    top_step: float = 0.327736 / 100
+    sigma: float = 0.359830
+    lr_forward: float = 0.0148893
+    lr_feedback: float = 0.00501149
+    optimizer: str = "rmsprop"
+    shuffle: bool = True
+
+    def __post_init__(self):
+        check_choice("method", self.method, TRAIN_METHODS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+                raise ValueError(f"{name}={value!r} must be a positive integer.")
+        for name in ("lr_forward", "lr_feedback", "top_step"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise ValueError(f"{name}={value!r} must be a positive finite number.")
+        check_nonnegative("sigma", self.sigma)
+
+    def phases(self) -> tuple[str, ...]:
+        """The passes over the training set that make up one epoch, in order."""
+        if self.method == "bp":
+            return ("bp",)
+        if self.schedule == "alternate-epoch":
+            return ("inverse", "forward")
+        return ("per-batch",)
+
+
+def param_labels(model) -> object:
+    """Label each parameter array of a `DTPNetwork` `"forward"`, `"feedback"` or `"frozen"`.
+
+    Forward weights of the hidden and output layers are `"forward"`; the feedback
+    mappings of hidden layers `2 .. M-1` are `"feedback"`; layer 1's feedback, which no
+    target uses, is `"frozen"`. Returns a pytree of strings shaped like `model`.
+    """
+    labels = jax.tree.map(lambda _: "forward", model)
+    for k, layer in enumerate(model.layers):
+        label = "feedback" if k > 0 else "frozen"
+        labels = eqx.tree_at(
+            lambda m: m.layers[k].feedback,
+            labels,
+            jax.tree.map(lambda _: label, layer.feedback),
+        )
+    return labels
+
+
+def _spec(model, label: str):
+    return jax.tree.map(lambda l: l == label, param_labels(model))
+
+
+def init_opt_state(model, config: TrainConfig) -> dict:
+    """Optimizer states `{"forward": ..., "feedback": ...}` for the two parameter groups."""
+    return {
+        "forward": make_optimizer(config.optimizer, config.lr_forward).init(
+            eqx.filter(model, _spec(model, "forward"))
+        ),
+        "feedback": make_optimizer(config.optimizer, config.lr_feedback).init(
+            eqx.filter(model, _spec(model, "feedback"))
+        ),
+    }
+
+
+def _batch_mean(fn, *batched):
+    return jnp.mean(jax.vmap(fn)(*batched))
+
+
+def forward_loss(net, xb, yb, *, config: TrainConfig):
+    """Batch loss whose gradient is the forward update of `config.method`, and metrics.
+
+    For DTP/TP: the sum of the layer-local losses (batch means) and the output layer's
+    cross-entropy; for BP: the cross-entropy. `xb` has shape `(batch, n_0)`, `yb` `(batch,)`.
+    """
+    hs = jax.vmap(net.activations)(xb)
+    ce = jax.vmap(cross_entropy)(hs[-1], yb)
+    metrics = {
+        "loss": jnp.mean(ce),
+        "error": jnp.mean(jnp.argmax(hs[-1], axis=-1) != yb),
+    }
+    if config.method == "bp":
+        return jnp.mean(ce), metrics
+    hs = sg(hs)
+    ts = jax.vmap(
+        lambda h, y: compute_targets(
+            net, h, y, top_step=config.top_step, method=config.method
+        )
+    )(hs, yb)
+    total = _batch_mean(lambda h, y: output_loss(net.output, h, y), hs[-2], yb)
+    for layer, h_prev, t in zip(net.layers, hs[:-2], ts):
+        total = total + _batch_mean(partial(layer_loss, layer), h_prev, t)
+    return total, metrics
+
+
+def inverse_loss(net, xb, *, sigma, key):
+    """Summed batch-mean reconstruction losses of the feedback mappings of layers 2 .. M-1.
+
+    Returns the total and the per-layer losses, shape `(M - 2,)`.
+    """
+    hs = sg(jax.vmap(net.activations)(xb))
+    layer_keys = jax.random.split(key, len(net.layers))
+    per_layer = [
+        _batch_mean(
+            lambda h, k, layer=layer: reconstruction_loss(layer, h, sigma=sigma, key=k),
+            hs[i],
+            jax.random.split(k, xb.shape[0]),
+        )
+        for i, (layer, k) in enumerate(zip(net.layers, layer_keys))
+        if i > 0
+    ]
+    return sum(per_layer), {"recon_loss": jnp.stack(per_layer)}
+
+
+def _update(group, loss_fn, model, opt_state, config, learning_rate):
+    """One optimizer step on the parameters labelled `group`; others held fixed."""
+    diff, rest = eqx.partition(model, _spec(model, group))
+    (_, metrics), grads = eqx.filter_value_and_grad(
+        lambda d: loss_fn(eqx.combine(d, rest)), has_aux=True
+    )(diff)
+    opt = make_optimizer(config.optimizer, learning_rate)
+    updates, state = opt.update(grads, opt_state[group], diff)
+    model = eqx.combine(eqx.apply_updates(diff, updates), rest)
+    return model, {**opt_state, group: state}, metrics
+
+
+def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str, sigma):
+    """One training step of `phase` on a minibatch; returns `(model, opt_state, metrics)`.
+
+    Args:
+        model: a `DTPNetwork`.
+        opt_state: from `init_opt_state`.
+        xb: inputs, shape `(batch, n_0)`; yb: labels, shape `(batch,)`.
+        key: key for the inverse noise (keyword-only).
+        config: a `TrainConfig` (keyword-only).
+        phase: `"inverse"`, `"forward"`, `"per-batch"` (inverse then forward) or `"bp"`.
+        sigma: noise standard deviation for this step (keyword-only).
+    """
+    metrics = {}
+    if phase in ("inverse", "per-batch") and len(model.layers) > 1:
+        model, opt_state, m = _update(
+            "feedback",
+            lambda net: inverse_loss(net, xb, sigma=sigma, key=key),
+            model,
+            opt_state,
+            config,
+            config.lr_feedback,
+        )
+        metrics.update(m)
+    if phase in ("forward", "per-batch", "bp"):
+        model, opt_state, m = _update(
+            "forward",
+            lambda net: forward_loss(net, xb, yb, config=config),
+            model,
+            opt_state,
+            config,
+            config.lr_forward,
+        )
+        metrics.update(m)
+    return model, opt_state, metrics
+
+
+@eqx.filter_jit
+def _train_epoch(model, opt_state, x, y, key, sigma, config, phase):
+    n_batches = x.shape[0] // config.batch_size
+    perm_key, step_key = jax.random.split(key)
+    if config.shuffle:
+        idx = jax.random.permutation(perm_key, x.shape[0])[: n_batches * config.batch_size]
+    else:
+        idx = jnp.arange(n_batches * config.batch_size)
+    xb = x[idx].reshape(n_batches, config.batch_size, x.shape[-1])
+    yb = y[idx].reshape(n_batches, config.batch_size)
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def body(carry, batch):
+        params, opt_state = carry
+        model = eqx.combine(params, static)
+        model, opt_state, metrics = make_step(
+            model, opt_state, batch[0], batch[1],
+            key=batch[2], config=config, phase=phase, sigma=sigma,
+        )
+        return (eqx.filter(model, eqx.is_array), opt_state), metrics
+
+    keys = jax.random.split(step_key, n_batches)
+    (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), (xb, yb, keys))
+    return eqx.combine(params, static), opt_state, metrics
+
+
+def train_epoch(
+    model,
+    opt_state: dict,
+    x: Float[Array, "n n_in"],
+    y: Int[Array, " n"],
+    *,
+    key: PRNGKeyArray,
+    config: TrainConfig,
+    phase: str,
+    sigma: float | None = None,
+):
+    """One pass of `phase` over `(x, y)`, compiled as a `lax.scan` over minibatches.
+
+    The data are (optionally) permuted, cut to a whole number of `config.batch_size`
+    batches, and reshaped to `(n_batches, batch_size, n_in)`. Compiles once per model
+    structure, config and phase; `sigma` is traced, so annealing it does not recompile.
+
+    Args:
+        model: a `DTPNetwork`.
+        opt_state: from `init_opt_state`.
+        x: inputs, shape `(n, n_in)`; y: integer labels, shape `(n,)`.
+        key: permutation and noise key (keyword-only).
+        config: a `TrainConfig` (keyword-only).
+        phase: one of `"inverse"`, `"forward"`, `"per-batch"`, `"bp"` (keyword-only).
+        sigma: noise standard deviation; defaults to `config.sigma` (keyword-only).
+
+    Returns:
+        `(model, opt_state, metrics)`; each metric has a leading axis of length `n_batches`.
+    """
+    check_choice("phase", phase, PHASES)
+    sigma = config.sigma if sigma is None else sigma
+    check_nonnegative("sigma", sigma)
+    if x.shape[0] < config.batch_size:
+        raise ValueError(
+            f"x has {x.shape[0]} examples, fewer than batch_size={config.batch_size}."
+        )
+    return _train_epoch(
+        model, opt_state, x, y, key, jnp.asarray(sigma, jnp.float32), config, phase
+    )
+
+
+@eqx.filter_jit
+def _eval_batch(model, x, y):
+    logits = jax.vmap(model)(x)
+    return (
+        jnp.sum(jax.vmap(cross_entropy)(logits, y)),
+        jnp.sum(jnp.argmax(logits, axis=-1) != y),
+    )
+
+
+def evaluate(
+    model, x: Float[Array, "n n_in"], y: Int[Array, " n"], *, batch_size: int = 10_000
+) -> dict[str, float]:
+    """Mean cross-entropy `"loss"` and classification `"error"` (a fraction) on `(x, y)`.
+
+    Args:
+        model: a `DTPNetwork`.
+        x: inputs, shape `(n, n_in)`; y: integer labels, shape `(n,)`.
+        batch_size: examples per jitted chunk (keyword-only).
+    """
+    n = x.shape[0]
+    loss = wrong = 0.0
+    for start in range(0, n, batch_size):
+        chunk_loss, chunk_wrong = _eval_batch(
+            model, x[start : start + batch_size], y[start : start + batch_size]
+        )
+        loss += float(chunk_loss)
+        wrong += float(chunk_wrong)
+    return {"loss": loss / n, "error": wrong / n}
+
+
+def check_arrays(model, x, y, name: str) -> tuple[Array, Array]:
+    """Validate one split on the host and move it to the device as float32 / int32."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    n_in, n_classes = model.in_features, model.n_classes
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise ValueError(
+            f"{name} inputs have shape {x.shape}; the network expects (n, {n_in})."
+        )
+    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(
+            f"{name} labels have shape {y.shape} and dtype {y.dtype}; expected "
+            f"integers of shape ({x.shape[0]},)."
+        )
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise ValueError(
+            f"{name} labels range over [{y.min()}, {y.max()}]; the network has "
+            f"{n_classes} classes, so labels must lie in [0, {n_classes - 1}]."
+        )
+    if not np.isfinite(x).all():
+        bad = int(np.size(x) - np.isfinite(x).sum())
+        raise ValueError(f"{name} inputs contain {bad} NaN or infinite values.")
+    return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
+
+
+def fit(
+    model,
+    data,
+    config: TrainConfig | None = None,
+    *,
+    key: PRNGKeyArray,
+    progress: bool = True,
+):
+    """Train `model` on `data` for `config.epochs` epochs; return `(model, history)`.
+
+    A thin loop: each epoch runs the phases of `config.phases()` through `train_epoch`,
+    then evaluates. Validation and test sets are used only for reporting.
+
+    Args:
+        model: a `DTPNetwork`.
+        data: a `dtp_eqx.Dataset` (train split `(n, n_in)`, labels `(n,)`, optional
+            validation and test splits).
+        config: a `TrainConfig`; defaults to the original deep tanh DTP settings.
+        key: a `jax.random` key for shuffling and noise (keyword-only).
+        progress: show a tqdm progress bar with the latest metrics (keyword-only).
+
+    Returns:
+        The trained model and a history dict of NumPy arrays, one row per epoch:
+        `train_loss`, `train_error` (running means over the epoch's forward pass),
+        `valid_loss`, `valid_error`, `test_loss`, `test_error` (NaN without that split),
+        `recon_error` (shape `(epochs, M - 2)`: clean reconstruction error of layers
+        2 .. M-1 on the validation set, or the training set without one) and `seconds`
+        (training time of the epoch, evaluation excluded; the first includes compilation).
+
+    Raises:
+        ValueError: for inputs of the wrong size, labels out of range or non-finite inputs.
+        FloatingPointError: when the training loss becomes NaN or infinite.
+
+    Example:
+        >>> net = dtp_eqx.DTPNetwork((784, 240, 240, 10), key=jax.random.key(0))
+        >>> data = dtp_eqx.load_mnist()
+        >>> net, history = dtp_eqx.fit(net, data, dtp_eqx.TrainConfig(epochs=2),
+        ...                            key=jax.random.key(1))
+        >>> history["test_error"][-1]
+    """
+    from tqdm.auto import trange
+
+    from ._diagnostics import reconstruction_errors
+
+    config = TrainConfig() if config is None else config
+    x, y = check_arrays(model, data.x_train, data.y_train, "train")
+    if x.shape[0] < config.batch_size:
+        raise ValueError(
+            f"the training set has {x.shape[0]} examples, fewer than "
+            f"batch_size={config.batch_size}."
+        )
+    splits = {
+        name: check_arrays(model, xs, ys, name)
+        for name, xs, ys in (
+            ("valid", data.x_valid, data.y_valid),
+            ("test", data.x_test, data.y_test),
+        )
+        if xs is not None and len(xs)
+    }
+    recon_x = splits["valid"][0] if "valid" in splits else x
+    opt_state = init_opt_state(model, config)
+    history: dict[str, list] = {
+        k: []
+        for k in (
+            "train_loss", "train_error", "valid_loss", "valid_error",
+            "test_loss", "test_error", "recon_error", "seconds",
+        )
+    }
+    bar = trange(config.epochs, desc=f"{config.method} training", disable=not progress)
+    for epoch in bar:
+        key, *phase_keys = jax.random.split(key, 1 + len(config.phases()))
+        start = time.perf_counter()
+        for phase, phase_key in zip(config.phases(), phase_keys):
+            model, opt_state, metrics = train_epoch(
+                model, opt_state, x, y, key=phase_key, config=config, phase=phase
+            )
+        jax.block_until_ready((model, metrics))
+        history["seconds"].append(time.perf_counter() - start)
+        train_loss = float(jnp.mean(metrics["loss"]))
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(
+                f"training diverged in epoch {epoch + 1}: the training loss is "
+                f"{train_loss}. Lower the learning rates or top_step."
+            )
+        history["train_loss"].append(train_loss)
+        history["train_error"].append(float(jnp.mean(metrics["error"])))
+        for name in ("valid", "test"):
+            result = evaluate(model, *splits[name]) if name in splits else {}
+            history[f"{name}_loss"].append(result.get("loss", math.nan))
+            history[f"{name}_error"].append(result.get("error", math.nan))
+        history["recon_error"].append(np.asarray(reconstruction_errors(model, recon_x)))
+        bar.set_postfix(
+            loss=f"{train_loss:.4f}",
+            valid_error=f"{history['valid_error'][-1]:.2%}",
+            refresh=False,
+        )
+    return model, {k: np.asarray(v) for k, v in history.items()}
