@@ -212,7 +212,10 @@ def _update(group, loss_fn, model, opt_state, config, learning_rate):
         lambda d: loss_fn(eqx.combine(d, rest)), has_aux=True
     )(diff)
     opt = make_optimizer(config.optimizer, learning_rate)
-    updates, state = opt.update(grads, opt_state[group], diff)
+    # optax's Adam mixes Python floats with int32 step counts, which strict dtype
+    # promotion (a setting users and our tests may switch on) rejects.
+    with jax.numpy_dtype_promotion("standard"):
+        updates, state = opt.update(grads, opt_state[group], diff)
     model = eqx.combine(eqx.apply_updates(diff, updates), rest)
     return model, {**opt_state, group: state}, metrics
 

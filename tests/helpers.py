@@ -8,7 +8,7 @@ import dtp_eqx
 
 def tree_allclose(a, b, *, rtol=1e-5, atol=1e-6) -> bool:
     """True when two pytrees have the same structure and all arrays are close."""
-    return eqx.tree_equal(a, b, typematch=True, rtol=rtol, atol=atol) is True
+    return bool(eqx.tree_equal(a, b, typematch=True, rtol=rtol, atol=atol))
 
 
 def toy_data(key, *, n=600, n_in=8, n_classes=3, n_valid=0, n_test=0) -> dtp_eqx.Dataset:

@@ -1,0 +1,261 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import dtp_eqx
+from helpers import toy_data
+
+
+def _params(tree):
+    return eqx.filter(tree, eqx.is_array)
+
+
+def test_original_rmsprop_matches_the_paper_formula(getkey):
+    lr = 0.01
+    opt = dtp_eqx.original_rmsprop(lr)
+    theta = np.asarray(jax.random.normal(getkey(), (5,)), np.float64)
+    params = jnp.asarray(theta, jnp.float32)
+    state = opt.init(params)
+    a = s = v = np.zeros(5)
+    for _ in range(6):
+        g = np.asarray(jax.random.normal(getkey(), (5,)), np.float64)
+        a = 0.95 * a + 0.05 * g
+        s = 0.95 * s + 0.05 * g**2
+        v = 0.9 * v - lr * g / np.sqrt(s - a**2 + 1e-3)
+        theta = theta + v
+        updates, state = opt.update(jnp.asarray(g, jnp.float32), state, params)
+        params = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(np.asarray(params), theta, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", dtp_eqx.OPTIMIZERS)
+def test_make_optimizer(name):
+    opt = dtp_eqx.make_optimizer(name, 0.1)
+    params = jnp.ones(3)
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam is not strict-promotion clean
+        updates, _ = opt.update(jnp.ones(3), opt.init(params), params)
+    assert jnp.all(updates < 0)
+
+
+@pytest.mark.parametrize(
+    "name, lr, match",
+    [("lbfgs", 0.1, "optimizer='lbfgs'"), ("adam", -1.0, "learning_rate=-1.0"),
+     ("sgd", 0.0, "learning_rate=0.0")],
+)
+def test_make_optimizer_errors(name, lr, match):
+    with pytest.raises(ValueError, match=match):
+        dtp_eqx.make_optimizer(name, lr)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "feedback-alignment"}, "method='feedback-alignment'"),
+        ({"schedule": "per-epoch"}, "schedule='per-epoch'"),
+        ({"optimizer": "adagrad"}, "optimizer='adagrad'"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"batch_size": -5}, "batch_size=-5"),
+        ({"lr_forward": -0.1}, "lr_forward=-0.1"),
+        ({"lr_feedback": float("nan")}, "lr_feedback=nan"),
+        ({"top_step": 0.0}, "top_step=0.0"),
+        ({"sigma": -0.3}, "sigma=-0.3"),
+    ],
+)
+def test_config_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        dtp_eqx.TrainConfig(**kwargs)
+
+
+def test_config_phases():
+    assert dtp_eqx.TrainConfig().phases() == ("inverse", "forward")
+    assert dtp_eqx.TrainConfig(schedule="per-batch").phases() == ("per-batch",)
+    assert dtp_eqx.TrainConfig(method="bp", schedule="per-batch").phases() == ("bp",)
+
+
+def test_param_labels(getkey):
+    net = dtp_eqx.DTPNetwork((8, 6, 6, 6, 3), key=getkey())
+    labels = dtp_eqx.param_labels(net)
+    assert jax.tree.structure(labels) == jax.tree.structure(net)
+    assert labels.layers[0].feedback.weight == "frozen"
+    assert labels.layers[1].feedback.weight == "feedback"
+    assert labels.layers[2].forward.bias == "forward"
+    assert labels.output.weight == "forward"
+    assert sorted(set(jax.tree.leaves(labels))) == ["feedback", "forward", "frozen"]
+
+
+def _net_and_data(key, sizes=(8, 16, 16, 16, 3)):
+    knet, kdata = jax.random.split(key)
+    net = dtp_eqx.DTPNetwork(sizes, key=knet)
+    data = toy_data(kdata, n=600, n_in=sizes[0], n_classes=sizes[-1], n_valid=200, n_test=200)
+    return net, data
+
+
+def _device_xy(net, data):
+    return dtp_eqx._train.check_arrays(net, data.x_train, data.y_train, "train")
+
+
+def test_inverse_epochs_lower_reconstruction_error_and_keep_forward(getkey):
+    net, data = _net_and_data(getkey())
+    config = dtp_eqx.TrainConfig(batch_size=50, lr_feedback=0.01)
+    x, y = _device_xy(net, data)
+    state = dtp_eqx.init_opt_state(net, config)
+    before = dtp_eqx.reconstruction_errors(net, x)
+    trained, key = net, getkey()
+    for _ in range(5):
+        key, sub = jax.random.split(key)
+        trained, state, metrics = dtp_eqx.train_epoch(
+            trained, state, x, y, key=sub, config=config, phase="inverse"
+        )
+    after = dtp_eqx.reconstruction_errors(trained, x)
+    assert before.shape == after.shape == (3 - 1,)
+    assert jnp.all(after < 0.5 * before)
+    assert metrics["recon_loss"].shape == (600 // 50, 2)
+    fwd = lambda m: [l.forward for l in m.layers] + [m.output]  # noqa: E731
+    assert eqx.tree_equal(fwd(trained), fwd(net))
+    assert eqx.tree_equal(trained.layers[0].feedback, net.layers[0].feedback)
+
+
+@pytest.mark.parametrize("phase", ["forward", "bp"])
+def test_forward_phases_keep_feedback(phase, getkey):
+    net, data = _net_and_data(getkey())
+    config = dtp_eqx.TrainConfig(batch_size=50, method="bp" if phase == "bp" else "dtp")
+    x, y = _device_xy(net, data)
+    trained, _, metrics = dtp_eqx.train_epoch(
+        net, dtp_eqx.init_opt_state(net, config), x, y, key=getkey(), config=config, phase=phase
+    )
+    assert metrics["loss"].shape == metrics["error"].shape == (12,)
+    assert eqx.tree_equal([l.feedback for l in trained.layers], [l.feedback for l in net.layers])
+    assert not eqx.tree_equal(trained.output, net.output)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"method": "dtp"},
+        {"method": "dtp", "schedule": "per-batch"},
+        {"method": "bp", "lr_forward": 1e-3},
+        {"method": "dtp", "optimizer": "adam", "lr_forward": 1e-3, "lr_feedback": 1e-3},
+    ],
+)
+def test_fit_lowers_the_loss(kwargs, getkey):
+    net, data = _net_and_data(getkey())
+    config = dtp_eqx.TrainConfig(epochs=4, batch_size=20, top_step=0.05, **kwargs)
+    trained, history = dtp_eqx.fit(net, data, config, key=getkey(), progress=False)
+    assert history["train_loss"].shape == history["test_error"].shape == (4,)
+    assert history["recon_error"].shape == (4, 2)
+    assert np.all(history["seconds"] > 0)
+    assert history["train_loss"][-1] < 0.95 * history["train_loss"][0]
+    before = dtp_eqx.evaluate(net, *_device_xy(net, data))
+    after = dtp_eqx.evaluate(trained, *_device_xy(net, data))
+    assert after["loss"] < before["loss"]
+
+
+def test_fit_by_plain_target_propagation_runs(getkey):
+    # Vanilla TP is not expected to learn this toy task in a few epochs (its targets
+    # carry the untrained inverses' errors); check that it trains every forward layer.
+    net, data = _net_and_data(getkey())
+    config = dtp_eqx.TrainConfig(method="tp", epochs=1, batch_size=20, top_step=0.05)
+    trained, history = dtp_eqx.fit(net, data, config, key=getkey(), progress=False)
+    assert np.isfinite(history["train_loss"]).all()
+    for a, b in zip(trained.layers, net.layers):
+        assert not eqx.tree_equal(a.forward, b.forward)
+
+
+def test_fit_without_validation_or_test(getkey):
+    net, data = _net_and_data(getkey())
+    data = dtp_eqx.Dataset(x_train=data.x_train, y_train=data.y_train, n_classes=3)
+    config = dtp_eqx.TrainConfig(epochs=1, batch_size=50)
+    _, history = dtp_eqx.fit(net, data, config, key=getkey(), progress=False)
+    assert np.isnan(history["valid_error"]).all() and np.isnan(history["test_error"]).all()
+    assert np.isfinite(history["recon_error"]).all()
+
+
+def test_same_seed_same_bits_after_an_epoch(getkey):
+    net, data = _net_and_data(getkey())
+    config = dtp_eqx.TrainConfig(epochs=1, batch_size=50)
+    key = getkey()
+    a, _ = dtp_eqx.fit(net, data, config, key=key, progress=False)
+    b, _ = dtp_eqx.fit(net, data, config, key=key, progress=False)
+    c, _ = dtp_eqx.fit(net, data, config, key=getkey(), progress=False)
+    assert eqx.tree_equal(a, b)  # exact equality: no tolerance given
+    assert not eqx.tree_equal(a, c)
+
+
+def test_evaluate(getkey):
+    net, data = _net_and_data(getkey())
+    x, y = _device_xy(net, data)
+    result = dtp_eqx.evaluate(net, x, y, batch_size=256)  # ragged last chunk
+    logits = jax.vmap(net)(x)
+    assert result["error"] == pytest.approx(float(jnp.mean(jnp.argmax(logits, -1) != y)))
+    ce = jax.vmap(dtp_eqx.cross_entropy)(logits, y)
+    assert result["loss"] == pytest.approx(float(jnp.mean(ce)), rel=1e-5)
+
+
+def _bad(data, **changes):
+    import dataclasses
+
+    return dataclasses.replace(data, **changes)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda d: _bad(d, x_train=d.x_train[:, :5]), r"train inputs have shape \(600, 5\); the network expects \(n, 8\)"),
+        (lambda d: _bad(d, y_train=d.y_train + 3), r"train labels range over \[3, 5\].*\[0, 2\]"),
+        (lambda d: _bad(d, y_train=d.y_train.astype(np.float32)), "train labels have shape"),
+        (lambda d: _bad(d, x_test=np.where(np.arange(8) == 2, np.nan, d.x_test)), "test inputs contain 200 NaN"),
+        (lambda d: _bad(d, x_train=d.x_train[:10], y_train=d.y_train[:10]), "fewer than batch_size=100"),
+    ],
+)
+def test_fit_bad_data(change, match, getkey):
+    net, data = _net_and_data(getkey())
+    with pytest.raises(ValueError, match=match):
+        dtp_eqx.fit(net, change(data), dtp_eqx.TrainConfig(epochs=1), key=getkey(), progress=False)
+
+
+def test_train_epoch_errors(getkey):
+    net, data = _net_and_data(getkey())
+    x, y = _device_xy(net, data)
+    config = dtp_eqx.TrainConfig(batch_size=50)
+    state = dtp_eqx.init_opt_state(net, config)
+    with pytest.raises(ValueError, match="phase='both'"):
+        dtp_eqx.train_epoch(net, state, x, y, key=getkey(), config=config, phase="both")
+    with pytest.raises(ValueError, match="sigma=-1.0"):
+        dtp_eqx.train_epoch(net, state, x, y, key=getkey(), config=config, phase="inverse", sigma=-1.0)
+
+
+def test_divergence_stops_with_a_clear_error(getkey):
+    net, data = _net_and_data(getkey())
+    config = dtp_eqx.TrainConfig(method="bp", optimizer="sgd", lr_forward=3e38, epochs=3, batch_size=20)
+    with pytest.raises(FloatingPointError, match="diverged in epoch"):
+        dtp_eqx.fit(net, data, config, key=getkey(), progress=False)
+
+
+@pytest.fixture(scope="module")
+def mnist_trained(data_dir):
+    """784-240-240-240-10 tanh trained by DTP for 2 epochs with the original settings."""
+    data = dtp_eqx.load_mnist(data_dir, download=False)
+    net = dtp_eqx.DTPNetwork((784, 240, 240, 240, 10), key=jax.random.key(0))
+    config = dtp_eqx.TrainConfig(epochs=2)
+    net, history = dtp_eqx.fit(net, data, config, key=jax.random.key(1), progress=False)
+    return net, history, data, config
+
+
+def test_dtp_learns_mnist_in_two_epochs(mnist_trained):
+    _, history, _, _ = mnist_trained
+    print("test error after 2 epochs:", history["test_error"])
+    assert history["test_error"][-1] < 0.08
+    assert history["recon_error"][-1].max() < history["recon_error"][0].max() * 1.5
+
+
+def test_dtp_update_is_a_descent_direction_on_mnist(mnist_trained):
+    net, _, data, config = mnist_trained
+    x, y = jnp.asarray(data.x_train[:100]), jnp.asarray(data.y_train[:100])
+    angles = dtp_eqx.angles_to_backprop(net, x, y, top_step=config.top_step)
+    print("angles to back-prop (degrees):", angles)
+    assert angles["weight"].shape == (3,)
+    assert jnp.all(angles["weight"] < 90)
+    assert jnp.all(angles["activation"] < 90)
