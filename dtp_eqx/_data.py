@@ -359,13 +359,36 @@ def load_mnist(data_dir=None, *, download: bool = True, n_valid: int = 10_000) -
         FileNotFoundError: no data found (and no download), naming the folders searched
             and the files expected.
         ChecksumError: a file does not match its checksum.
+
+    Example:
+        >>> data = dtp_eqx.load_mnist("../shared/data", download=False)
+        >>> data.x_train.shape, data.x_valid.shape, data.x_test.shape
+        ((50000, 784), (10000, 784), (10000, 784))
     """
     return _load_mnist_like("mnist", data_dir, download, n_valid)
 
 
 def load_fashion_mnist(data_dir=None, *, download: bool = True, n_valid: int = 10_000) -> Dataset:
-    """Fashion-MNIST, split like `load_mnist` (file `fashion_mnist.npz`, or the official
-    `.gz` files in a subfolder `fashion_mnist/`). Shapes `(n, 784)` and `(n,)`."""
+    """Fashion-MNIST with the same 50,000 / 10,000 / 10,000 split as `load_mnist`.
+
+    Reads `fashion_mnist.npz` (same keys as `mnist.npz`) or the four official `.gz`
+    files in a subfolder `fashion_mnist/` (MD5-checked), searching and downloading like
+    `load_mnist`.
+
+    Args:
+        data_dir: a folder to read from (and download into), or None.
+        download: download the official files when none are found (keyword-only).
+        n_valid: size of the validation split, cut from the end of the official
+            training set (keyword-only).
+
+    Returns:
+        A `Dataset` with `x_*` of shape `(n, 784)` in [0, 1] and `y_*` of shape `(n,)`.
+
+    Example:
+        >>> data = dtp_eqx.load_fashion_mnist("../shared/data", download=False)
+        >>> data.x_train.shape
+        (50000, 784)
+    """
     return _load_mnist_like("fashion_mnist", data_dir, download, n_valid)
 
 

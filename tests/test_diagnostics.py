@@ -1,0 +1,48 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import pytest
+
+import dtp_eqx
+
+
+def test_angle_degrees():
+    a = jnp.array([1.0, 0.0])
+    assert dtp_eqx.angle_degrees(a, a) == pytest.approx(0.0, abs=1e-3)
+    assert dtp_eqx.angle_degrees(a, jnp.array([0.0, 2.0])) == pytest.approx(90.0)
+    assert dtp_eqx.angle_degrees(a, -a) == pytest.approx(180.0)
+    assert dtp_eqx.angle_degrees(jnp.ones((2, 2)), jnp.ones((2, 2))) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_angles_shapes_and_top_layer_agrees_with_backprop(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 5, 5, 3), key=getkey())
+    x = jax.random.normal(getkey(), (16, 6))
+    y = jnp.arange(16) % 3
+    angles = dtp_eqx.angles_to_backprop(net, x, y, top_step=0.01)
+    assert angles["weight"].shape == angles["activation"].shape == (3,)
+    # the top hidden layer's target is a gradient step: its update is back-prop's
+    assert angles["activation"][-1] == pytest.approx(0.0, abs=0.5)
+    assert angles["weight"][-1] < 1.0
+    assert jnp.all((angles["weight"] >= 0) & (angles["weight"] <= 180))
+
+
+def test_reconstruction_errors(getkey):
+    net = dtp_eqx.DTPNetwork((6, 4, 4, 4, 3), activation="identity", key=getkey())
+    x = jax.random.normal(getkey(), (10, 6))
+    errors = dtp_eqx.reconstruction_errors(net, x)
+    assert errors.shape == (2,)
+    hs = jax.vmap(net.activations)(x)
+    layer = net.layers[1]
+    expected = jnp.mean(jnp.sum((jax.vmap(layer.inverse)(hs[2]) - hs[1]) ** 2, axis=-1))
+    assert errors[0] == pytest.approx(float(expected), rel=1e-5)
+    # an exact inverse has no reconstruction error
+    w = net.layers[2].forward.weight + 2 * jnp.eye(4)
+    exact = eqx.tree_at(
+        lambda n: (n.layers[2].forward.weight, n.layers[2].feedback.weight), net, (w, jnp.linalg.inv(w))
+    )
+    assert dtp_eqx.reconstruction_errors(exact, x)[1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_single_hidden_layer_has_no_inverses(getkey):
+    net = dtp_eqx.DTPNetwork((6, 4, 3), key=getkey())
+    assert dtp_eqx.reconstruction_errors(net, jnp.ones((2, 6))).shape == (0,)
