@@ -51,9 +51,9 @@ class DTPNetwork(eqx.Module):
         key: PRNGKeyArray,
     ):
         sizes = tuple(sizes)
-        if len(sizes) < 3 or not all(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes
-        ):
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+            raise TypeError(f"sizes={sizes!r} must hold integers.")
+        if len(sizes) < 3 or min(sizes) <= 0:
             raise ValueError(
                 f"sizes={sizes!r} must be at least three positive integers "
                 "(input size, one or more hidden sizes, number of classes)."

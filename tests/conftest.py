@@ -11,8 +11,9 @@ jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 @pytest.fixture
 def getkey():
-    """A function returning fresh keys; the seed is printed so a failure can be replayed."""
-    seed = random.randint(0, 2**31 - 1)
+    """A function returning fresh keys. The seed is random unless DTP_EQX_TEST_SEED is set,
+    and is printed, so that a failure can be replayed."""
+    seed = int(os.environ.get("DTP_EQX_TEST_SEED") or random.randint(0, 2**31 - 1))
     print(f"getkey seed: {seed}")
     key = jax.random.key(seed)
 

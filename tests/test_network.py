@@ -38,9 +38,16 @@ def test_inits(init, getkey):
     assert jnp.all(net.output.bias == 0)
 
 
-@pytest.mark.parametrize("sizes", [(4, 2), (4,), (4, 0, 2), (4, 2.5, 2), (True, 3, 2)])
+@pytest.mark.parametrize("sizes", [(4, 2), (4,), (4, 0, 2)])
 def test_bad_sizes(sizes, getkey):
     with pytest.raises(ValueError, match="sizes="):
+        dtp_eqx.DTPNetwork(sizes, key=getkey())
+
+
+@pytest.mark.parametrize("sizes", [(4, 2.5, 2), (True, 3, 2)])
+def test_sizes_must_be_integers(sizes, getkey):
+    # a TypeError, from the runtime type checker in tests or from DTPNetwork itself
+    with pytest.raises(TypeError):
         dtp_eqx.DTPNetwork(sizes, key=getkey())
 
 
