@@ -404,8 +404,10 @@ def fit(
         `train_loss`, `train_error` (running means over the epoch's forward pass),
         `valid_loss`, `valid_error`, `test_loss`, `test_error` (NaN without that split),
         `recon_error` (shape `(epochs, M - 2)`: clean reconstruction error of layers
-        2 .. M-1 on the validation set, or the training set without one) and `seconds`
-        (training time of the epoch, evaluation excluded; the first includes compilation).
+        2 .. M-1 on the validation set, or the training set without one), `recon_loss`
+        (same shape: the noisy inverse loss averaged over the epoch's inverse updates,
+        NaN for back-prop) and `seconds` (training time of the epoch, evaluation
+        excluded; the first epoch includes compilation).
 
     Raises:
         ValueError: for inputs of the wrong size, labels out of range or non-finite inputs.
@@ -443,17 +445,19 @@ def fit(
         k: []
         for k in (
             "train_loss", "train_error", "valid_loss", "valid_error",
-            "test_loss", "test_error", "recon_error", "seconds",
+            "test_loss", "test_error", "recon_error", "recon_loss", "seconds",
         )
     }
     bar = trange(config.epochs, desc=f"{config.method} training", disable=not progress)
     for epoch in bar:
         key, *phase_keys = jax.random.split(key, 1 + len(config.phases()))
         start = time.perf_counter()
+        metrics = {}
         for phase, phase_key in zip(config.phases(), phase_keys):
-            model, opt_state, metrics = train_epoch(
+            model, opt_state, phase_metrics = train_epoch(
                 model, opt_state, x, y, key=phase_key, config=config, phase=phase
             )
+            metrics.update(phase_metrics)
         jax.block_until_ready((model, metrics))
         history["seconds"].append(time.perf_counter() - start)
         train_loss = float(jnp.mean(metrics["loss"]))
@@ -469,6 +473,11 @@ def fit(
             history[f"{name}_loss"].append(result.get("loss", math.nan))
             history[f"{name}_error"].append(result.get("error", math.nan))
         history["recon_error"].append(np.asarray(reconstruction_errors(model, recon_x)))
+        history["recon_loss"].append(
+            np.asarray(jnp.mean(metrics["recon_loss"], axis=0))
+            if "recon_loss" in metrics
+            else np.full(len(model.layers) - 1, np.nan, np.float32)
+        )
         bar.set_postfix(
             loss=f"{train_loss:.4f}",
             valid_error=f"{history['valid_error'][-1]:.2%}",

@@ -145,7 +145,8 @@ def test_fit_lowers_the_loss(kwargs, getkey):
     config = dtp_eqx.TrainConfig(epochs=4, batch_size=20, top_step=0.05, **kwargs)
     trained, history = dtp_eqx.fit(net, data, config, key=getkey(), progress=False)
     assert history["train_loss"].shape == history["test_error"].shape == (4,)
-    assert history["recon_error"].shape == (4, 2)
+    assert history["recon_error"].shape == history["recon_loss"].shape == (4, 2)
+    assert np.isnan(history["recon_loss"]).all() == (config.method == "bp")
     assert np.all(history["seconds"] > 0)
     assert history["train_loss"][-1] < 0.95 * history["train_loss"][0]
     before = dtp_eqx.evaluate(net, *_device_xy(net, data))
