@@ -17,14 +17,18 @@ from ._data import (
     load_mnist as load_mnist,
 )
 from ._diagnostics import (
+    REFERENCES as REFERENCES,
     angle_degrees as angle_degrees,
     angles_to_backprop as angles_to_backprop,
     reconstruction_errors as reconstruction_errors,
 )
 from ._layers import (
     ACTIVATIONS as ACTIVATIONS,
+    SIGN_MODES as SIGN_MODES,
     AbstractDTPLayer as AbstractDTPLayer,
+    DiscreteDTPLayer as DiscreteDTPLayer,
     DTPLayer as DTPLayer,
+    sign as sign,
 )
 from ._losses import (
     cross_entropy as cross_entropy,
@@ -32,7 +36,19 @@ from ._losses import (
     output_loss as output_loss,
     reconstruction_loss as reconstruction_loss,
 )
-from ._network import DTPNetwork as DTPNetwork
+from ._network import (
+    UNITS as UNITS,
+    DTPNetwork as DTPNetwork,
+    continuous as continuous,
+    straight_through as straight_through,
+    with_sign as with_sign,
+)
+from ._paper import (
+    PAPER_EXPERIMENTS as PAPER_EXPERIMENTS,
+    paper_config as paper_config,
+    paper_network as paper_network,
+)
+from ._stochastic import StochasticBinary as StochasticBinary
 from ._targets import (
     METHODS as METHODS,
     compute_targets as compute_targets,
@@ -40,6 +56,7 @@ from ._targets import (
     top_target as top_target,
 )
 from ._train import (
+    BACKPROP_METHODS as BACKPROP_METHODS,
     OPTIMIZERS as OPTIMIZERS,
     SCHEDULES as SCHEDULES,
     TRAIN_METHODS as TRAIN_METHODS,

@@ -5,11 +5,16 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ._layers import check_choice
 from ._losses import cross_entropy, reconstruction_loss
+from ._network import straight_through
 from ._targets import compute_targets
 from ._train import TrainConfig, forward_loss
+
+REFERENCES = ("bp", "ste")
+"""Gradients to compare target propagation with: plain back-prop or straight-through."""
 
 
 def angle_degrees(a, b) -> Float[Array, ""]:
@@ -19,10 +24,16 @@ def angle_degrees(a, b) -> Float[Array, ""]:
     return jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
 
 
-def _loss_with_shifts(net, x, y, shifts):
+def _loss_with_shifts(net, x, y, key, shifts):
+    """One example's cross-entropy with `shifts[i]` added to `h_{i+1}` (same samples as
+    `net.activations(x, key=key)`), whose derivative at zero shifts is `dL/dh`."""
+    keys = jax.random.split(key, len(net.layers))
     h = x
-    for layer, shift in zip(net.layers, shifts):
-        h = layer(h) + shift
+    for i, (layer, shift) in enumerate(zip(net.layers, shifts)):
+        h = layer(h)
+        if net.samplers:
+            h = net.samplers[i](h, key=keys[i])
+        h = h + shift
     return cross_entropy(net.output(h), y)
 
 
@@ -34,63 +45,79 @@ def angles_to_backprop(
     *,
     top_step: float,
     method: str = "dtp",
+    reference: str = "bp",
+    key: PRNGKeyArray | None = None,
 ) -> dict[str, Float[Array, " n_hidden"]]:
     """Per hidden layer, the angle (degrees) between the target-prop and back-prop directions.
 
     On one minibatch, `"weight"` compares the update of each hidden layer's weights `W_i`
     (the gradient of its local loss `||f_i(h_{i-1}) - t_i||^2`) with the back-prop
     gradient `dL/dW_i` of the batch-mean cross-entropy; `"activation"` compares the
-    target displacement `t_i - h_i` with `-dL/dh_i` over the whole batch. Below 90
-    degrees, the target-prop update is a descent direction of the global loss.
+    target displacement `t_i - p_i` with `-dL/dh_i` over the whole batch. Below 90
+    degrees, the target-prop update is a descent direction of the global loss. Both
+    use the same samples of stochastic units.
 
     Args:
         net: a `DTPNetwork`.
         x: inputs, shape `(batch, n_0)`; y: labels, shape `(batch,)`.
         top_step: per-example first-target step (keyword-only).
         method: `"dtp"` or `"tp"` (keyword-only).
+        reference: `"bp"` (back-prop through the network as it is, which is zero below
+            a sign or a sample) or `"ste"` (the straight-through estimator) (keyword-only).
+        key: key for the stochastic units' samples (keyword-only).
 
     Returns:
-        `{"weight": (M-1,), "activation": (M-1,)}` angles for layers `1 .. M-1`.
+        `{"weight": (M-1,), "activation": (M-1,)}` angles for layers `1 .. M-1`
+        (NaN where the reference gradient is zero).
     """
-    config = TrainConfig(method="bp")
-    bp_grads = eqx.filter_grad(lambda n: forward_loss(n, x, y, config=config)[0])(net)
-    config = TrainConfig(method=method, top_step=top_step)
-    tp_grads = eqx.filter_grad(lambda n: forward_loss(n, x, y, config=config)[0])(net)
-    weight = jnp.stack(
-        [
-            angle_degrees(a.forward.weight, b.forward.weight)
-            for a, b in zip(tp_grads.layers, bp_grads.layers)
-        ]
-    )
-    hs = jax.vmap(net.activations)(x)
-    ts = jax.vmap(lambda h, y: compute_targets(net, h, y, top_step=top_step, method=method))(
-        hs, y
-    )
+    check_choice("reference", reference, REFERENCES)
+    key = jax.random.key(0) if key is None else key
+
+    def weight_grads(config):
+        grads = eqx.filter_grad(lambda n: forward_loss(n, x, y, config=config, key=key)[0])(net)
+        return [layer.forward.weight for layer in grads.layers]
+
+    bp = weight_grads(TrainConfig(method=reference))
+    tp = weight_grads(TrainConfig(method=method, top_step=top_step))
+    weight = jnp.stack([angle_degrees(a, b) for a, b in zip(tp, bp)])
+
+    # Same per-example keys as forward_loss (no input noise): split(key)[1], then per example.
+    keys = jax.random.split(jax.random.split(key)[1], x.shape[0])
+    hs = jax.vmap(lambda xi, k: net.activations(xi, key=k))(x, keys)
+    ts = jax.vmap(
+        lambda h, yi: compute_targets(net, h, yi, top_step=top_step, method=method)
+    )(hs, y)
+    ps = jax.vmap(net.means)(hs)
+    ref_net = straight_through(net) if reference == "ste" else net
     zeros = tuple(jnp.zeros(h.shape[1:], h.dtype) for h in hs[1:-1])
-    dl_dh = jax.vmap(jax.grad(lambda s, xi, yi: _loss_with_shifts(net, xi, yi, s)), (None, 0, 0))(
-        zeros, x, y
-    )
-    activation = jnp.stack(
-        [angle_degrees(t - h, -g) for t, h, g in zip(ts, hs[1:-1], dl_dh)]
-    )
+    dl_dh = jax.vmap(
+        jax.grad(lambda s, xi, yi, k: _loss_with_shifts(ref_net, xi, yi, k, s)),
+        (None, 0, 0, 0),
+    )(zeros, x, y, keys)
+    activation = jnp.stack([angle_degrees(t - p, -g) for t, p, g in zip(ts, ps, dl_dh)])
     return {"weight": weight, "activation": activation}
 
 
 @eqx.filter_jit
 def reconstruction_errors(
-    net, x: Float[Array, "n n_in"]
+    net, x: Float[Array, "n n_in"], *, key: PRNGKeyArray | None = None
 ) -> Float[Array, " n_inverses"]:
     """Clean reconstruction error `||g_i(f_i(h_{i-1})) - h_{i-1}||^2` of layers 2 .. M-1.
 
     Args:
         net: a `DTPNetwork`.
         x: inputs, shape `(n, n_0)`.
+        key: key for sampling the activations of a stochastic network (keyword-only).
 
     Returns:
         Batch means for the `M - 2` trained feedback mappings, shape `(M - 2,)`
         (empty for a single hidden layer).
     """
-    hs = jax.vmap(net.activations)(x)
+    if key is None:
+        hs = jax.vmap(net.activations)(x)
+    else:
+        keys = jax.random.split(key, x.shape[0])
+        hs = jax.vmap(lambda xi, k: net.activations(xi, key=k))(x, keys)
     errors = [
         jnp.mean(jax.vmap(lambda h, layer=layer: reconstruction_loss(layer, h))(hs[i]))
         for i, layer in enumerate(net.layers)

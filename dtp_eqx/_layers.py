@@ -10,17 +10,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "relu": jax.nn.relu,
-    "identity": lambda z: z,
-}
-"""Element-wise nonlinearities a layer can use, by name."""
-
-INITS = ("orthogonal", "glorot")
-"""Weight initialisations: random (semi-)orthogonal, as the original code, or Glorot uniform."""
-
 
 def check_choice(name: str, value: object, choices) -> None:
     """Raise a `ValueError` naming `name` unless `value` is one of `choices`."""
@@ -48,6 +37,59 @@ def init_linear(
     return eqx.tree_at(lambda l: (l.weight, l.bias), linear, (weight, bias))
 
 
+SIGN_MODES = ("sign", "straight-through", "continuous")
+"""How a sign unit behaves: a true sign (zero derivative), a sign whose derivative is
+taken as the identity (the straight-through estimator), or no sign at all (identity)."""
+
+
+def sign(x: Float[Array, " ..."], *, mode: str = "sign") -> Float[Array, " ..."]:
+    """Element-wise sign, `+1` for `x >= 0` and `-1` otherwise, by `mode`.
+
+    - `"sign"`: the true sign; its derivative is zero, so back-propagation stops here.
+    - `"straight-through"`: the same values, with the derivative of the identity.
+    - `"continuous"`: the identity (for training a continuous relaxation).
+
+    Args:
+        x: any shape.
+        mode: one of `dtp_eqx.SIGN_MODES` (keyword-only).
+
+    Returns:
+        An array shaped like `x`.
+    """
+    check_choice("mode", mode, SIGN_MODES)
+    if mode == "continuous":
+        return x
+    s = jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
+    if mode == "straight-through":
+        return x + jax.lax.stop_gradient(s - x)
+    return jax.lax.stop_gradient(s)
+
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+    "relu": jax.nn.relu,
+    "identity": lambda z: z,
+    "sign": sign,
+}
+"""Element-wise nonlinearities a layer can use, by name."""
+
+INITS = ("orthogonal", "glorot")
+"""Weight initialisations: random (semi-)orthogonal, as the original code, or Glorot uniform."""
+
+
+def make_mappings(in_features, out_features, activation, feedback_activation, init, key):
+    """Forward and feedback `eqx.nn.Linear`s and the checked activation names of a layer."""
+    check_choice("activation", activation, ACTIVATIONS)
+    if feedback_activation is None:
+        feedback_activation = activation
+    check_choice("feedback_activation", feedback_activation, ACTIVATIONS)
+    forward_key, feedback_key = jax.random.split(key)
+    forward = init_linear(in_features, out_features, init=init, key=forward_key)
+    feedback = init_linear(out_features, in_features, init=init, key=feedback_key)
+    return forward, feedback, activation, feedback_activation
+
+
 class AbstractDTPLayer(eqx.Module):
     """A layer that maps activations up with `f` and targets down with `g`.
 
@@ -58,6 +100,16 @@ class AbstractDTPLayer(eqx.Module):
 
     forward: eqx.AbstractVar[eqx.nn.Linear]
     feedback: eqx.AbstractVar[eqx.nn.Linear]
+
+    @property
+    def in_features(self) -> int:
+        """Size of the layer's input `h_prev`."""
+        return self.forward.in_features
+
+    @property
+    def out_features(self) -> int:
+        """Size of the layer's output `h`."""
+        return self.forward.out_features
 
     @abc.abstractmethod
     def __call__(
@@ -110,25 +162,11 @@ class DTPLayer(AbstractDTPLayer):
         init: str = "orthogonal",
         key: PRNGKeyArray,
     ):
-        check_choice("activation", activation, ACTIVATIONS)
-        if feedback_activation is None:
-            feedback_activation = activation
-        check_choice("feedback_activation", feedback_activation, ACTIVATIONS)
-        forward_key, feedback_key = jax.random.split(key)
-        self.forward = init_linear(in_features, out_features, init=init, key=forward_key)
-        self.feedback = init_linear(
-            out_features, in_features, init=init, key=feedback_key
+        self.forward, self.feedback, self.activation, self.feedback_activation = (
+            make_mappings(
+                in_features, out_features, activation, feedback_activation, init, key
+            )
         )
-        self.activation = activation
-        self.feedback_activation = feedback_activation
-
-    @property
-    def in_features(self) -> int:
-        return self.forward.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.forward.out_features
 
     def __call__(
         self, h_prev: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
@@ -140,3 +178,65 @@ class DTPLayer(AbstractDTPLayer):
     def inverse(self, h: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
         """`g(h) = s_g(V h + c)` for one example."""
         return ACTIVATIONS[self.feedback_activation](self.feedback(h))
+
+
+class DiscreteDTPLayer(AbstractDTPLayer):
+    """A layer that reads the *sign* of its input: `f(h) = s(W sign(h) + b)`, `g(h) = s_g(V sign(h) + c)`.
+
+    The second layer of the paper's discrete network: below it, `h_1 = tanh(W_1 x + b_1)`
+    is continuous, but only its sign reaches layer 2, and the feedback mapping reads the
+    sign of `h_2`. Back-propagation gets a zero derivative through `sign`, so nothing
+    below this layer learns by it; difference target propagation sends targets down
+    through `g` and never differentiates through `sign`.
+
+    Args:
+        in_features, out_features, activation, feedback_activation, init, key: as for
+            `DTPLayer`.
+        sign_mode: one of `dtp_eqx.SIGN_MODES` (keyword-only): `"sign"` (default),
+            `"straight-through"` (the straight-through estimator's derivative), or
+            `"continuous"` (no sign: the continuous relaxation). `dtp_eqx.straight_through`
+            and `dtp_eqx.continuous` switch it on a whole network.
+
+    Example:
+        >>> layer = dtp_eqx.DiscreteDTPLayer(4, 3, key=jax.random.key(0))
+        >>> layer(jax.numpy.array([0.2, -0.1, 0.7, -0.9])).shape    # reads (1, -1, 1, -1)
+        (3,)
+    """
+
+    forward: eqx.nn.Linear
+    feedback: eqx.nn.Linear
+    activation: str = eqx.field(static=True)
+    feedback_activation: str = eqx.field(static=True)
+    sign_mode: str = "sign"
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        activation: str = "tanh",
+        feedback_activation: str | None = None,
+        init: str = "orthogonal",
+        sign_mode: str = "sign",
+        key: PRNGKeyArray,
+    ):
+        check_choice("sign_mode", sign_mode, SIGN_MODES)
+        self.forward, self.feedback, self.activation, self.feedback_activation = (
+            make_mappings(
+                in_features, out_features, activation, feedback_activation, init, key
+            )
+        )
+        self.sign_mode = sign_mode
+
+    def __call__(
+        self, h_prev: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " n_out"]:
+        """`f(h_prev) = s(W sign(h_prev) + b)` for one example; `key` is unused."""
+        del key
+        return ACTIVATIONS[self.activation](self.forward(sign(h_prev, mode=self.sign_mode)))
+
+    def inverse(self, h: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
+        """`g(h) = s_g(V sign(h) + c)` for one example."""
+        return ACTIVATIONS[self.feedback_activation](
+            self.feedback(sign(h, mode=self.sign_mode))
+        )

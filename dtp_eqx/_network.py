@@ -8,17 +8,32 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from ._layers import AbstractDTPLayer, DTPLayer, init_linear
+from ._layers import AbstractDTPLayer, DiscreteDTPLayer, DTPLayer, check_choice, init_linear
+from ._stochastic import StochasticBinary
+
+UNITS = ("continuous", "sign", "bernoulli")
+"""Kinds of hidden units a `DTPNetwork` can have."""
 
 
 class DTPNetwork(eqx.Module):
     """A multilayer perceptron trainable by difference target propagation or back-prop.
 
-    With `sizes = (n_0, n_1, ..., n_M)` the network has `M - 1` hidden `DTPLayer`s,
+    With `sizes = (n_0, n_1, ..., n_M)` the network has `M - 1` hidden layers,
     `h_i = f_i(h_{i-1})` for `i = 1 .. M-1` with `h_0 = x`, and a linear output layer
     giving the logits `h_M = W_M h_{M-1} + b_M`. Each hidden layer also carries a
     feedback mapping `g_i`; DTP uses those of layers `2 .. M-1` (nothing lies below
     layer 1 to receive a target, so layer 1's feedback is never trained).
+
+    `units` chooses the hidden units:
+
+    - `"continuous"`: `DTPLayer`s, `h_i = s(W_i h_{i-1} + b_i)`.
+    - `"sign"`: the paper's discrete network: layer 1 is a `DTPLayer` and every later
+      layer a `DiscreteDTPLayer`, which reads only the sign of its input (and whose
+      feedback reads the sign of its output).
+    - `"bernoulli"`: stochastic binary units. Layer `i` gives probabilities
+      `p_i = sigmoid(W_i h_{i-1} + b_i)` (so `activation` must be `"sigmoid"`) and
+      `h_i ~ Bernoulli(p_i)` is sampled by `samplers[i - 1]`, a `StochasticBinary`;
+      `activations` then needs a key.
 
     Args:
         sizes: layer widths `(n_in, hidden..., n_classes)`, at least three entries.
@@ -26,6 +41,7 @@ class DTPNetwork(eqx.Module):
         feedback_activation: nonlinearity of the feedback mappings; defaults to
             `activation` (keyword-only).
         init: `"orthogonal"` (the original code's) or `"glorot"` (keyword-only).
+        units: one of `dtp_eqx.UNITS` (keyword-only).
         key: a `jax.random` key, split once into one key per layer (keyword-only).
 
     Example:
@@ -40,6 +56,7 @@ class DTPNetwork(eqx.Module):
 
     layers: tuple[AbstractDTPLayer, ...]
     output: eqx.nn.Linear
+    samplers: tuple[StochasticBinary, ...]
 
     def __init__(
         self,
@@ -48,6 +65,7 @@ class DTPNetwork(eqx.Module):
         activation: str = "tanh",
         feedback_activation: str | None = None,
         init: str = "orthogonal",
+        units: str = "continuous",
         key: PRNGKeyArray,
     ):
         sizes = tuple(sizes)
@@ -58,9 +76,15 @@ class DTPNetwork(eqx.Module):
                 f"sizes={sizes!r} must be at least three positive integers "
                 "(input size, one or more hidden sizes, number of classes)."
             )
+        check_choice("units", units, UNITS)
+        if units == "bernoulli" and activation != "sigmoid":
+            raise ValueError(
+                f"units='bernoulli' samples from probabilities, so activation must be "
+                f"'sigmoid', not {activation!r}."
+            )
         *layer_keys, output_key = jax.random.split(key, len(sizes) - 1)
         self.layers = tuple(
-            DTPLayer(
+            (DiscreteDTPLayer if units == "sign" and i > 0 else DTPLayer)(
                 n_in,
                 n_out,
                 activation=activation,
@@ -68,9 +92,12 @@ class DTPNetwork(eqx.Module):
                 init=init,
                 key=k,
             )
-            for n_in, n_out, k in zip(sizes[:-2], sizes[1:-1], layer_keys)
+            for i, (n_in, n_out, k) in enumerate(zip(sizes[:-2], sizes[1:-1], layer_keys))
         )
         self.output = init_linear(sizes[-2], sizes[-1], init=init, key=output_key)
+        self.samplers = (
+            tuple(StochasticBinary() for _ in self.layers) if units == "bernoulli" else ()
+        )
 
     @property
     def sizes(self) -> tuple[int, ...]:
@@ -87,6 +114,11 @@ class DTPNetwork(eqx.Module):
     def n_classes(self) -> int:
         return self.output.out_features
 
+    @property
+    def stochastic(self) -> bool:
+        """Whether the hidden units sample (so a forward pass needs a key)."""
+        return bool(self.samplers)
+
     def check_input(self, x: Array) -> None:
         """Raise a `ValueError` unless `x` has shape `(n_in,)`."""
         if x.shape != (self.in_features,):
@@ -102,23 +134,83 @@ class DTPNetwork(eqx.Module):
 
         Args:
             x: one input, shape `(n_0,)`.
-            key: unused by deterministic layers (keyword-only).
+            key: key for sampling stochastic units; unused by deterministic ones
+                (keyword-only).
 
         Returns:
             A tuple of `M + 1` arrays of shapes `(n_0,), (n_1,), ..., (n_M,)`.
+
+        Raises:
+            ValueError: for an input of the wrong shape.
+            RuntimeError: for stochastic units in training mode without a key.
         """
         self.check_input(x)
-        keys = (None,) * len(self.layers) if key is None else jax.random.split(
-            key, len(self.layers)
-        )
         hs = [x]
-        for layer, k in zip(self.layers, keys):
-            hs.append(layer(hs[-1], key=k))
+        if self.samplers:
+            keys = (None,) * len(self.layers) if key is None else jax.random.split(
+                key, len(self.layers)
+            )
+            for layer, sampler, k in zip(self.layers, self.samplers, keys):
+                hs.append(sampler(layer(hs[-1]), key=k))
+        else:
+            for layer in self.layers:
+                hs.append(layer(hs[-1]))
         hs.append(self.output(hs[-1]))
         return tuple(hs)
+
+    def means(
+        self, activations: tuple[Float[Array, " ..."], ...]
+    ) -> tuple[Float[Array, " ..."], ...]:
+        """The hidden layers' outputs before sampling, `p_i = f_i(h_{i-1})`, for one example.
+
+        Equal to `(h_1, ..., h_{M-1})` for deterministic units; for stochastic units, the
+        probabilities the samples `h_i` were drawn from. Shapes `(n_1,), ..., (n_{M-1},)`.
+        """
+        if not self.samplers:
+            return tuple(activations[1:-1])
+        return tuple(layer(h) for layer, h in zip(self.layers, activations[:-2]))
 
     def __call__(
         self, x: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
     ) -> Float[Array, " n_classes"]:
         """The logits `h_M` of one example, shape `(n_M,)`."""
         return self.activations(x, key=key)[-1]
+
+
+def _switch(model, cls, attribute: str, value):
+    """`model` with `attribute` set to `value` on every submodule of type `cls`."""
+    is_target = lambda x: isinstance(x, cls)  # noqa: E731
+    targets = [m for m in jax.tree.leaves(model, is_leaf=is_target) if is_target(m)]
+    if not targets:
+        return model
+    return eqx.tree_at(
+        lambda m: [getattr(t, attribute) for t in jax.tree.leaves(m, is_leaf=is_target)
+                   if is_target(t)],
+        model,
+        [value] * len(targets),
+    )
+
+
+def straight_through(model):
+    """`model` with the straight-through estimator on every discrete or stochastic unit.
+
+    Forward values are unchanged; back-propagation then treats `sign` as the identity
+    (`DiscreteDTPLayer.sign_mode = "straight-through"`) and a Bernoulli sample as its
+    probability (`StochasticBinary.straight_through = True`).
+    """
+    model = _switch(model, DiscreteDTPLayer, "sign_mode", "straight-through")
+    return _switch(model, StochasticBinary, "straight_through", True)
+
+
+def continuous(model):
+    """`model` with every sign unit replaced by the identity (`sign_mode = "continuous"`).
+
+    This is the continuous relaxation that the original code's second discrete baseline
+    trained by back-prop before putting `sign` back in at test time.
+    """
+    return _switch(model, DiscreteDTPLayer, "sign_mode", "continuous")
+
+
+def with_sign(model):
+    """`model` with every `DiscreteDTPLayer` back to the true sign (`sign_mode = "sign"`)."""
+    return _switch(model, DiscreteDTPLayer, "sign_mode", "sign")

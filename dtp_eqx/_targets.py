@@ -38,6 +38,13 @@ def compute_targets(
       whatever `g_i` is, and with an exact inverse it equals `"tp"`.
     - `"tp"` (vanilla target propagation): `t_{i-1} = g_i(t_i)`.
 
+    With stochastic units (`net.means(activations)` differs from the samples), targets
+    live on the probabilities `p_i = f_i(h_{i-1})`, as in the paper's stochastic network:
+    the first target is moved from the sample to the probability,
+    `t_{M-1} = p_{M-1} + (h_{M-1} - top_step * dL/dh_{M-1}) - h_{M-1}`, and the
+    difference correction reads `t_{i-1} = p_{i-1} + g_i(t_i) - g_i(p_i)`. The layer-local
+    loss `||f_i(h_{i-1}) - t_i||^2` then trains the probabilities.
+
     `top_step` and the original code's `eta`: the original code steps along the gradient of
     the *batch-mean* loss, whose gradient with respect to one example's `h_{M-1}` is the
     per-example gradient divided by the batch size `B`. So `top_step = eta / B`
@@ -45,7 +52,7 @@ def compute_targets(
     see `dtp_eqx.top_step_from_eta`.
 
     Args:
-        net: a `DTPNetwork` (anything with `layers` and `output`).
+        net: a `DTPNetwork` (anything with `layers`, `output` and `means`).
         activations: `(h_0, ..., h_M)` of one example, as from `net.activations(x)`,
             shapes `(n_0,), ..., (n_M,)`.
         y: the example's integer class label.
@@ -70,13 +77,16 @@ def compute_targets(
             f"activations has {len(hs)} entries, expected {len(net.layers) + 2} "
             "(h_0 .. h_M, as returned by net.activations)."
         )
-    t = top_target(net.output, hs[-2], y, top_step=top_step)
+    # ps[i - 1] is p_i = f_i(h_{i-1}), which is h_i itself for deterministic units.
+    ps = net.means(hs)
+    # The first target is a step on the sample h_{M-1}, moved onto p_{M-1}.
+    t = ps[-1] + top_target(net.output, hs[-2], y, top_step=top_step) - hs[-2]
     targets = [t]
-    # hs[i] is h_i; net.layers[i - 1] is layer i, whose feedback g_i maps h_i to h_{i-1}.
+    # net.layers[i - 1] is layer i, whose feedback g_i maps layer i's space to layer i-1's.
     for i in range(len(net.layers), 1, -1):
         g = net.layers[i - 1].inverse
         if method == "dtp":
-            t = hs[i - 1] + g(t) - g(hs[i])
+            t = ps[i - 2] + g(t) - g(ps[i - 1])
         else:
             t = g(t)
         targets.append(t)

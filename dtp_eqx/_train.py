@@ -15,6 +15,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._layers import check_choice
+from ._network import continuous, straight_through
 from ._losses import (
     check_nonnegative,
     cross_entropy,
@@ -25,8 +26,14 @@ from ._losses import (
 )
 from ._targets import compute_targets
 
-TRAIN_METHODS = ("dtp", "tp", "bp")
-"""`"dtp"` and `"tp"` train by targets; `"bp"` by back-propagating the cross-entropy."""
+TRAIN_METHODS = ("dtp", "tp", "bp", "ste", "bp-continuous")
+"""`"dtp"` and `"tp"` train by targets; the others back-propagate the cross-entropy:
+`"bp"` through the network as it is (zero derivative through `sign` and samples),
+`"ste"` with the straight-through estimator on discrete and stochastic units, and
+`"bp-continuous"` through the continuous relaxation (sign replaced by the identity)
+while evaluation keeps the sign: the original code's "train continuous, test with
+sign" baseline, which is not a straight-through estimator."""
+BACKPROP_METHODS = ("bp", "ste", "bp-continuous")
 SCHEDULES = ("alternate-epoch", "per-batch")
 """When inverses train: a whole epoch before each forward epoch, or before every forward step."""
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
@@ -86,6 +93,12 @@ class TrainConfig:
         lr_feedback: learning rate of the feedback parameters.
         optimizer: `"rmsprop"` (the original centered RMSprop with momentum), `"adam"` or `"sgd"`.
         shuffle: reshuffle the training set every epoch (the original code did not).
+        sigma_tau: when set, anneal the noise as `sigma / (1 + epoch / sigma_tau)`
+            (epochs counted from 0), as the original discrete and stochastic runs.
+        input_noise: standard deviation of Gaussian noise added to the inputs in
+            training (0.3 for the paper's stochastic network).
+        n_samples: for stochastic networks, how many samples of the network are averaged
+            (as class probabilities) at test time; the paper uses 100.
     """
 
     method: str = "dtp"
@@ -98,12 +111,15 @@ class TrainConfig:
     lr_feedback: float = 0.00501149
     optimizer: str = "rmsprop"
     shuffle: bool = True
+    sigma_tau: float | None = None
+    input_noise: float = 0.0
+    n_samples: int = 100
 
     def __post_init__(self):
         check_choice("method", self.method, TRAIN_METHODS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "n_samples"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a positive integer.")
@@ -112,10 +128,24 @@ class TrainConfig:
             if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name}={value!r} must be a positive finite number.")
         check_nonnegative("sigma", self.sigma)
+        check_nonnegative("input_noise", self.input_noise)
+        if self.sigma_tau is not None and not (
+            isinstance(self.sigma_tau, (int, float)) and self.sigma_tau > 0
+        ):
+            raise ValueError(
+                f"sigma_tau={self.sigma_tau!r} must be a positive number of epochs (or "
+                "None for a constant sigma)."
+            )
+
+    def sigma_at(self, epoch: int) -> float:
+        """The noise standard deviation in epoch `epoch` (counted from 0)."""
+        if self.sigma_tau is None:
+            return self.sigma
+        return self.sigma / (1 + epoch / self.sigma_tau)
 
     def phases(self) -> tuple[str, ...]:
         """The passes over the training set that make up one epoch, in order."""
-        if self.method == "bp":
+        if self.method in BACKPROP_METHODS:
             return ("bp",)
         if self.schedule == "alternate-epoch":
             return ("inverse", "forward")
@@ -141,7 +171,9 @@ def param_labels(model) -> object:
 
 
 def _spec(model, label: str):
-    return jax.tree.map(lambda l: l == label, param_labels(model))
+    return jax.tree.map(
+        lambda l, x: l == label and eqx.is_array(x), param_labels(model), model
+    )
 
 
 def init_opt_state(model, config: TrainConfig) -> dict:
@@ -160,19 +192,33 @@ def _batch_mean(fn, *batched):
     return jnp.mean(jax.vmap(fn)(*batched))
 
 
-def forward_loss(net, xb, yb, *, config: TrainConfig):
+def training_activations(net, xb, *, input_noise: float, key):
+    """Activations of a batch `(batch, n_0)` in training: noisy inputs, sampled units."""
+    noise_key, sample_key = jax.random.split(key)
+    if input_noise:
+        xb = xb + input_noise * jax.random.normal(noise_key, xb.shape, xb.dtype)
+    keys = jax.random.split(sample_key, xb.shape[0])
+    return jax.vmap(lambda x, k: net.activations(x, key=k))(xb, keys)
+
+
+def forward_loss(net, xb, yb, *, config: TrainConfig, key):
     """Batch loss whose gradient is the forward update of `config.method`, and metrics.
 
     For DTP/TP: the sum of the layer-local losses (batch means) and the output layer's
-    cross-entropy; for BP: the cross-entropy. `xb` has shape `(batch, n_0)`, `yb` `(batch,)`.
+    cross-entropy; for the back-prop methods: the cross-entropy. `xb` has shape
+    `(batch, n_0)`, `yb` `(batch,)`; `key` draws input noise and stochastic units.
     """
-    hs = jax.vmap(net.activations)(xb)
+    if config.method == "ste":
+        net = straight_through(net)
+    elif config.method == "bp-continuous":
+        net = continuous(net)
+    hs = training_activations(net, xb, input_noise=config.input_noise, key=key)
     ce = jax.vmap(cross_entropy)(hs[-1], yb)
     metrics = {
         "loss": jnp.mean(ce),
         "error": jnp.mean(jnp.argmax(hs[-1], axis=-1) != yb),
     }
-    if config.method == "bp":
+    if config.method in BACKPROP_METHODS:
         return jnp.mean(ce), metrics
     hs = sg(hs)
     ts = jax.vmap(
@@ -186,12 +232,15 @@ def forward_loss(net, xb, yb, *, config: TrainConfig):
     return total, metrics
 
 
-def inverse_loss(net, xb, *, sigma, key):
+def inverse_loss(net, xb, *, sigma, key, input_noise: float = 0.0):
     """Summed batch-mean reconstruction losses of the feedback mappings of layers 2 .. M-1.
 
+    Layer `i`'s feedback learns to reconstruct the (corrupted) input `h_{i-1}` that
+    layer `i` received in a training forward pass of the batch `xb`, shape `(batch, n_0)`.
     Returns the total and the per-layer losses, shape `(M - 2,)`.
     """
-    hs = sg(jax.vmap(net.activations)(xb))
+    forward_key, key = jax.random.split(key)
+    hs = sg(training_activations(net, xb, input_noise=input_noise, key=forward_key))
     layer_keys = jax.random.split(key, len(net.layers))
     per_layer = [
         _batch_mean(
@@ -227,16 +276,19 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
         model: a `DTPNetwork`.
         opt_state: from `init_opt_state`.
         xb: inputs, shape `(batch, n_0)`; yb: labels, shape `(batch,)`.
-        key: key for the inverse noise (keyword-only).
+        key: key for the noise and the stochastic units (keyword-only).
         config: a `TrainConfig` (keyword-only).
         phase: `"inverse"`, `"forward"`, `"per-batch"` (inverse then forward) or `"bp"`.
         sigma: noise standard deviation for this step (keyword-only).
     """
     metrics = {}
+    inverse_key, forward_key = jax.random.split(key)
     if phase in ("inverse", "per-batch") and len(model.layers) > 1:
         model, opt_state, m = _update(
             "feedback",
-            lambda net: inverse_loss(net, xb, sigma=sigma, key=key),
+            lambda net: inverse_loss(
+                net, xb, sigma=sigma, key=inverse_key, input_noise=config.input_noise
+            ),
             model,
             opt_state,
             config,
@@ -246,7 +298,7 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
     if phase in ("forward", "per-batch", "bp"):
         model, opt_state, m = _update(
             "forward",
-            lambda net: forward_loss(net, xb, yb, config=config),
+            lambda net: forward_loss(net, xb, yb, config=config, key=forward_key),
             model,
             opt_state,
             config,
@@ -324,33 +376,69 @@ def train_epoch(
 
 
 @eqx.filter_jit
-def _eval_batch(model, x, y):
-    logits = jax.vmap(model)(x)
-    return (
-        jnp.sum(jax.vmap(cross_entropy)(logits, y)),
-        jnp.sum(jnp.argmax(logits, axis=-1) != y),
-    )
+def _eval_batch(model, x, y, keys):
+    if keys is None:
+        log_probs = jax.nn.log_softmax(jax.vmap(model)(x), axis=-1)
+    else:  # average class probabilities over the sampled networks, one scan step each
+
+        def add_sample(total, key):
+            sample_keys = jax.random.split(key, x.shape[0])
+            logits = jax.vmap(lambda xi, ki: model(xi, key=ki))(x, sample_keys)
+            return total + jax.nn.softmax(logits, axis=-1), None
+
+        zeros = jnp.zeros((x.shape[0], model.n_classes), x.dtype)
+        total, _ = jax.lax.scan(add_sample, zeros, keys)
+        log_probs = jnp.log(jnp.maximum(total / keys.shape[0], jnp.finfo(x.dtype).tiny))
+    picked = jnp.take_along_axis(log_probs, y[:, None], axis=-1)[:, 0]
+    return -jnp.sum(picked), jnp.sum(jnp.argmax(log_probs, axis=-1) != y)
 
 
 def evaluate(
-    model, x: Float[Array, "n n_in"], y: Int[Array, " n"], *, batch_size: int = 10_000
+    model,
+    x: Float[Array, "n n_in"],
+    y: Int[Array, " n"],
+    *,
+    key: PRNGKeyArray | None = None,
+    n_samples: int = 100,
+    batch_size: int = 10_000,
 ) -> dict[str, float]:
     """Mean cross-entropy `"loss"` and classification `"error"` (a fraction) on `(x, y)`.
+
+    A stochastic network (one with `StochasticBinary` units in training mode) predicts
+    with the class probabilities averaged over `n_samples` sampled networks, as in the
+    paper; the loss is the cross-entropy of that average.
 
     Args:
         model: a `DTPNetwork`.
         x: inputs, shape `(n, n_in)`; y: integer labels, shape `(n,)`.
+        key: key for the samples; required for a stochastic network (keyword-only).
+        n_samples: samples averaged by a stochastic network, `>= 1` (keyword-only).
         batch_size: examples per jitted chunk (keyword-only).
     """
+    if not (isinstance(n_samples, int) and n_samples >= 1):
+        raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
+    keys = None
+    if _samples(model):
+        if key is None:
+            raise ValueError(
+                "evaluating a stochastic network samples it, so it needs key=...; or "
+                "evaluate eqx.nn.inference_mode(model) for the mean-field network."
+            )
+        keys = jax.random.split(key, n_samples)
     n = x.shape[0]
     loss = wrong = 0.0
     for start in range(0, n, batch_size):
         chunk_loss, chunk_wrong = _eval_batch(
-            model, x[start : start + batch_size], y[start : start + batch_size]
+            model, x[start : start + batch_size], y[start : start + batch_size], keys
         )
         loss += float(chunk_loss)
         wrong += float(chunk_wrong)
     return {"loss": loss / n, "error": wrong / n}
+
+
+def _samples(model) -> bool:
+    """Whether a forward pass of `model` draws random samples."""
+    return any(not s.inference for s in getattr(model, "samplers", ()))
 
 
 def check_arrays(model, x, y, name: str) -> tuple[Array, Array]:
@@ -450,12 +538,13 @@ def fit(
     }
     bar = trange(config.epochs, desc=f"{config.method} training", disable=not progress)
     for epoch in bar:
-        key, *phase_keys = jax.random.split(key, 1 + len(config.phases()))
+        key, eval_key, *phase_keys = jax.random.split(key, 2 + len(config.phases()))
         start = time.perf_counter()
         metrics = {}
         for phase, phase_key in zip(config.phases(), phase_keys):
             model, opt_state, phase_metrics = train_epoch(
-                model, opt_state, x, y, key=phase_key, config=config, phase=phase
+                model, opt_state, x, y, key=phase_key, config=config, phase=phase,
+                sigma=config.sigma_at(epoch),
             )
             metrics.update(phase_metrics)
         jax.block_until_ready((model, metrics))
@@ -468,11 +557,22 @@ def fit(
             )
         history["train_loss"].append(train_loss)
         history["train_error"].append(float(jnp.mean(metrics["error"])))
-        for name in ("valid", "test"):
-            result = evaluate(model, *splits[name]) if name in splits else {}
+        valid_key, test_key, recon_key = jax.random.split(eval_key, 3)
+        for name, k in (("valid", valid_key), ("test", test_key)):
+            result = (
+                evaluate(model, *splits[name], key=k, n_samples=config.n_samples)
+                if name in splits
+                else {}
+            )
             history[f"{name}_loss"].append(result.get("loss", math.nan))
             history[f"{name}_error"].append(result.get("error", math.nan))
-        history["recon_error"].append(np.asarray(reconstruction_errors(model, recon_x)))
+        history["recon_error"].append(
+            np.asarray(
+                reconstruction_errors(
+                    model, recon_x, key=recon_key if _samples(model) else None
+                )
+            )
+        )
         history["recon_loss"].append(
             np.asarray(jnp.mean(metrics["recon_loss"], axis=0))
             if "recon_loss" in metrics
