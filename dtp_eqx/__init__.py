@@ -7,6 +7,12 @@ vanilla target propagation (`"tp"`) or back-propagation (`"bp"`), and look insid
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._autoencoder import (
+    autoencoder_losses as autoencoder_losses,
+    linear_probe as linear_probe,
+    plot_filters as plot_filters,
+    reconstruction_error as reconstruction_error,
+)
 from ._data import (
     CIFAR10_SOURCES as CIFAR10_SOURCES,
     ChecksumError as ChecksumError,

@@ -34,7 +34,8 @@ class Dataset:
     """Train / validation / test splits as flat float32 images and int32 labels.
 
     Attributes:
-        x_train: shape `(n_train, n_features)`, values in [0, 1]; y_train: `(n_train,)`.
+        x_train: shape `(n_train, n_features)`, values in [0, 1]; y_train: `(n_train,)`
+            integer labels (None for unlabelled data, enough to train an auto-encoder).
         x_valid, y_valid: the validation split (the last `n_valid` official training
             images), or None.
         x_test, y_test: the official test split, or None.
@@ -46,7 +47,7 @@ class Dataset:
     """
 
     x_train: np.ndarray
-    y_train: np.ndarray
+    y_train: np.ndarray | None
     x_valid: np.ndarray | None = None
     y_valid: np.ndarray | None = None
     x_test: np.ndarray | None = None

@@ -14,8 +14,9 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from ._layers import check_choice
+from ._layers import AbstractDTPLayer, check_choice
 from ._network import continuous, straight_through
+from ._autoencoder import autoencoder_losses
 from ._losses import (
     check_nonnegative,
     cross_entropy,
@@ -38,7 +39,7 @@ SCHEDULES = ("alternate-epoch", "per-batch")
 """When inverses train: a whole epoch before each forward epoch, or before every forward step."""
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 """Optimizer names understood by `make_optimizer`."""
-PHASES = ("inverse", "forward", "per-batch", "bp")
+PHASES = ("inverse", "forward", "per-batch", "bp", "autoencoder")
 
 
 def original_rmsprop(learning_rate: float) -> optax.GradientTransformation:
@@ -157,9 +158,15 @@ def param_labels(model) -> object:
 
     Forward weights of the hidden and output layers are `"forward"`; the feedback
     mappings of hidden layers `2 .. M-1` are `"feedback"`; layer 1's feedback, which no
-    target uses, is `"frozen"`. Returns a pytree of strings shaped like `model`.
+    target uses, is `"frozen"`. For a single layer (an auto-encoder), `forward` is
+    `"forward"` and `feedback` is `"feedback"`. Returns a pytree of strings shaped like
+    `model`.
     """
     labels = jax.tree.map(lambda _: "forward", model)
+    if isinstance(model, AbstractDTPLayer):
+        return eqx.tree_at(
+            lambda m: m.feedback, labels, jax.tree.map(lambda _: "feedback", model.feedback)
+        )
     for k, layer in enumerate(model.layers):
         label = "feedback" if k > 0 else "frozen"
         labels = eqx.tree_at(
@@ -278,11 +285,33 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
         xb: inputs, shape `(batch, n_0)`; yb: labels, shape `(batch,)`.
         key: key for the noise and the stochastic units (keyword-only).
         config: a `TrainConfig` (keyword-only).
-        phase: `"inverse"`, `"forward"`, `"per-batch"` (inverse then forward) or `"bp"`.
+        phase: `"inverse"`, `"forward"`, `"per-batch"` (inverse then forward), `"bp"`,
+            or `"autoencoder"` (decoder then encoder of a `DTPLayer` auto-encoder; see
+            `dtp_eqx.autoencoder_losses`).
         sigma: noise standard deviation for this step (keyword-only).
     """
     metrics = {}
     inverse_key, forward_key = jax.random.split(key)
+    if phase == "autoencoder":
+        keys = jax.random.split(key, xb.shape[0])
+
+        def part(name):
+            def loss(layer):
+                losses = jax.vmap(
+                    lambda x, k: autoencoder_losses(layer, x, sigma=sigma, key=k)
+                )(xb, keys)
+                value = jnp.mean(losses[name])
+                return value, {"loss": value} if name == "decoder" else {}
+
+            return loss
+
+        model, opt_state, metrics = _update(
+            "feedback", part("decoder"), model, opt_state, config, config.lr_feedback
+        )
+        model, opt_state, _ = _update(
+            "forward", part("encoder"), model, opt_state, config, config.lr_forward
+        )
+        return model, opt_state, metrics
     if phase in ("inverse", "per-batch") and len(model.layers) > 1:
         model, opt_state, m = _update(
             "feedback",
@@ -396,7 +425,7 @@ def _eval_batch(model, x, y, keys):
 def evaluate(
     model,
     x: Float[Array, "n n_in"],
-    y: Int[Array, " n"],
+    y: Int[Array, " n"] | None,
     *,
     key: PRNGKeyArray | None = None,
     n_samples: int = 100,
@@ -404,19 +433,25 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean cross-entropy `"loss"` and classification `"error"` (a fraction) on `(x, y)`.
 
-    A stochastic network (one with `StochasticBinary` units in training mode) predicts
+    For an auto-encoder (a `DTPLayer`), `"loss"` is the mean clean reconstruction
+    error `||g(f(x)) - x||^2` and `"error"` is NaN. A stochastic network (one with `StochasticBinary` units in training mode) predicts
     with the class probabilities averaged over `n_samples` sampled networks, as in the
     paper; the loss is the cross-entropy of that average.
 
     Args:
-        model: a `DTPNetwork`.
-        x: inputs, shape `(n, n_in)`; y: integer labels, shape `(n,)`.
+        model: a `DTPNetwork`, or a `DTPLayer` auto-encoder.
+        x: inputs, shape `(n, n_in)`; y: integer labels, shape `(n,)` (None for an
+            auto-encoder).
         key: key for the samples; required for a stochastic network (keyword-only).
         n_samples: samples averaged by a stochastic network, `>= 1` (keyword-only).
         batch_size: examples per jitted chunk (keyword-only).
     """
     if not (isinstance(n_samples, int) and n_samples >= 1):
         raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
+    if _is_autoencoder(model):
+        from ._autoencoder import reconstruction_error
+
+        return {"loss": float(reconstruction_error(model, x)), "error": math.nan}
     keys = None
     if _samples(model):
         if key is None:
@@ -436,20 +471,33 @@ def evaluate(
     return {"loss": loss / n, "error": wrong / n}
 
 
+def _is_autoencoder(model) -> bool:
+    return isinstance(model, AbstractDTPLayer)
+
+
 def _samples(model) -> bool:
     """Whether a forward pass of `model` draws random samples."""
     return any(not s.inference for s in getattr(model, "samplers", ()))
 
 
 def check_arrays(model, x, y, name: str) -> tuple[Array, Array]:
-    """Validate one split on the host and move it to the device as float32 / int32."""
+    """Validate one split on the host and move it to the device as float32 / int32.
+
+    An auto-encoder (a single layer) ignores labels, which may then be None.
+    """
     x = np.asarray(x)
-    y = np.asarray(y)
-    n_in, n_classes = model.in_features, model.n_classes
+    n_in = model.in_features
     if x.ndim != 2 or x.shape[1] != n_in:
         raise ValueError(
-            f"{name} inputs have shape {x.shape}; the network expects (n, {n_in})."
+            f"{name} inputs have shape {x.shape}; the model expects (n, {n_in})."
         )
+    if not np.isfinite(x).all():
+        bad = int(np.size(x) - np.isfinite(x).sum())
+        raise ValueError(f"{name} inputs contain {bad} NaN or infinite values.")
+    if _is_autoencoder(model):
+        return jnp.asarray(x, jnp.float32), jnp.zeros(x.shape[0], jnp.int32)
+    y = np.asarray(y)
+    n_classes = model.n_classes
     if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(
             f"{name} labels have shape {y.shape} and dtype {y.dtype}; expected "
@@ -460,9 +508,6 @@ def check_arrays(model, x, y, name: str) -> tuple[Array, Array]:
             f"{name} labels range over [{y.min()}, {y.max()}]; the network has "
             f"{n_classes} classes, so labels must lie in [0, {n_classes - 1}]."
         )
-    if not np.isfinite(x).all():
-        bad = int(np.size(x) - np.isfinite(x).sum())
-        raise ValueError(f"{name} inputs contain {bad} NaN or infinite values.")
     return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
 
 
@@ -479,8 +524,14 @@ def fit(
     A thin loop: each epoch runs the phases of `config.phases()` through `train_epoch`,
     then evaluates. Validation and test sets are used only for reporting.
 
+    A single layer (a `DTPLayer`) is trained as a denoising auto-encoder by DTP: every
+    minibatch updates the decoder `g` on reconstruction, then the encoder `f` towards its
+    DTP target (see `dtp_eqx.autoencoder_losses`; `config.sigma` is the input corruption,
+    `lr_feedback` the decoder's and `lr_forward` the encoder's learning rate). Its
+    losses are reconstruction errors and its errors NaN; labels are ignored.
+
     Args:
-        model: a `DTPNetwork`.
+        model: a `DTPNetwork`, or a `DTPLayer` to train as an auto-encoder.
         data: a `dtp_eqx.Dataset` (train split `(n, n_in)`, labels `(n,)`, optional
             validation and test splits).
         config: a `TrainConfig`; defaults to the original deep tanh DTP settings.
@@ -528,6 +579,8 @@ def fit(
         if xs is not None and len(xs)
     }
     recon_x = splits["valid"][0] if "valid" in splits else x
+    phases = ("autoencoder",) if _is_autoencoder(model) else config.phases()
+    n_inverses = 1 if _is_autoencoder(model) else len(model.layers) - 1
     opt_state = init_opt_state(model, config)
     history: dict[str, list] = {
         k: []
@@ -536,12 +589,13 @@ def fit(
             "test_loss", "test_error", "recon_error", "recon_loss", "seconds",
         )
     }
-    bar = trange(config.epochs, desc=f"{config.method} training", disable=not progress)
+    desc = "autoencoder" if _is_autoencoder(model) else config.method
+    bar = trange(config.epochs, desc=f"{desc} training", disable=not progress)
     for epoch in bar:
-        key, eval_key, *phase_keys = jax.random.split(key, 2 + len(config.phases()))
+        key, eval_key, *phase_keys = jax.random.split(key, 2 + len(phases))
         start = time.perf_counter()
         metrics = {}
-        for phase, phase_key in zip(config.phases(), phase_keys):
+        for phase, phase_key in zip(phases, phase_keys):
             model, opt_state, phase_metrics = train_epoch(
                 model, opt_state, x, y, key=phase_key, config=config, phase=phase,
                 sigma=config.sigma_at(epoch),
@@ -556,7 +610,9 @@ def fit(
                 f"{train_loss}. Lower the learning rates or top_step."
             )
         history["train_loss"].append(train_loss)
-        history["train_error"].append(float(jnp.mean(metrics["error"])))
+        history["train_error"].append(
+            float(jnp.mean(metrics["error"])) if "error" in metrics else math.nan
+        )
         valid_key, test_key, recon_key = jax.random.split(eval_key, 3)
         for name, k in (("valid", valid_key), ("test", test_key)):
             result = (
@@ -566,17 +622,16 @@ def fit(
             )
             history[f"{name}_loss"].append(result.get("loss", math.nan))
             history[f"{name}_error"].append(result.get("error", math.nan))
-        history["recon_error"].append(
-            np.asarray(
-                reconstruction_errors(
-                    model, recon_x, key=recon_key if _samples(model) else None
-                )
-            )
-        )
+        if _is_autoencoder(model):
+            recon = np.asarray([evaluate(model, recon_x, None)["loss"]], np.float32)
+        else:
+            recon_key = recon_key if _samples(model) else None
+            recon = np.asarray(reconstruction_errors(model, recon_x, key=recon_key))
+        history["recon_error"].append(recon)
         history["recon_loss"].append(
             np.asarray(jnp.mean(metrics["recon_loss"], axis=0))
             if "recon_loss" in metrics
-            else np.full(len(model.layers) - 1, np.nan, np.float32)
+            else np.full(n_inverses, np.nan, np.float32)
         )
         bar.set_postfix(
             loss=f"{train_loss:.4f}",

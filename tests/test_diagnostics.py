@@ -46,3 +46,24 @@ def test_reconstruction_errors(getkey):
 def test_single_hidden_layer_has_no_inverses(getkey):
     net = dtp_eqx.DTPNetwork((6, 4, 3), key=getkey())
     assert dtp_eqx.reconstruction_errors(net, jnp.ones((2, 6))).shape == (0,)
+
+
+def test_angles_below_a_sign_need_the_straight_through_reference(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 5, 3), units="sign", key=getkey())
+    x = jax.random.normal(getkey(), (32, 6))
+    y = jnp.arange(32) % 3
+    bp = dtp_eqx.angles_to_backprop(net, x, y, top_step=0.3, reference="bp")
+    ste = dtp_eqx.angles_to_backprop(net, x, y, top_step=0.3, reference="ste")
+    assert jnp.isnan(bp["weight"][0])  # back-prop's layer-1 gradient is zero
+    assert jnp.isfinite(ste["weight"]).all()
+    with pytest.raises(ValueError, match="reference='fa'"):
+        dtp_eqx.angles_to_backprop(net, x, y, top_step=0.3, reference="fa")
+
+
+def test_angles_on_a_stochastic_network(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 5, 3), activation="sigmoid", units="bernoulli", key=getkey())
+    x = jax.random.normal(getkey(), (32, 6))
+    y = jnp.arange(32) % 3
+    angles = dtp_eqx.angles_to_backprop(net, x, y, top_step=0.5, reference="ste", key=getkey())
+    assert angles["weight"].shape == (2,) and jnp.isfinite(angles["weight"]).all()
+    assert angles["activation"][-1] == pytest.approx(0.0, abs=0.5)

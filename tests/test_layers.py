@@ -74,3 +74,40 @@ def test_bad_arguments_raise(kwargs, match, getkey):
 def test_abstract_layer_cannot_be_instantiated():
     with pytest.raises(TypeError):
         dtp_eqx.AbstractDTPLayer()
+
+
+def test_sign_values_and_gradients():
+    x = jnp.array([-2.0, -0.1, 0.0, 0.3, 5.0])
+    expected = jnp.array([-1.0, -1.0, 1.0, 1.0, 1.0])
+    for mode in ("sign", "straight-through"):
+        assert jnp.array_equal(dtp_eqx.sign(x, mode=mode), expected)
+    assert jnp.array_equal(dtp_eqx.sign(x, mode="continuous"), x)
+    grad = lambda mode: jax.grad(lambda v: jnp.sum(3.0 * dtp_eqx.sign(v, mode=mode)))(x)  # noqa: E731
+    assert jnp.all(grad("sign") == 0)
+    assert jnp.all(grad("straight-through") == 3.0)
+    assert jnp.all(grad("continuous") == 3.0)
+    with pytest.raises(ValueError, match="mode='hard'"):
+        dtp_eqx.sign(x, mode="hard")
+
+
+def test_sign_activation(getkey):
+    layer = dtp_eqx.DTPLayer(4, 3, activation="sign", feedback_activation="tanh", key=getkey())
+    h = layer(jax.random.normal(getkey(), (4,)))
+    assert set(np.asarray(h).tolist()) <= {-1.0, 1.0}
+
+
+def test_discrete_layer_reads_signs(getkey):
+    layer = dtp_eqx.DiscreteDTPLayer(4, 3, key=getkey())
+    assert isinstance(layer.forward, eqx.nn.Linear) and isinstance(layer.feedback, eqx.nn.Linear)
+    h_prev = jnp.array([0.2, -0.1, 0.7, -0.9])
+    assert jnp.allclose(layer(h_prev), jnp.tanh(layer.forward(jnp.array([1.0, -1.0, 1.0, -1.0]))))
+    # only the sign matters, in both directions
+    assert jnp.array_equal(layer(h_prev), layer(3 * h_prev))
+    h = jnp.array([0.5, -0.2, 0.1])
+    assert jnp.array_equal(layer.inverse(h), layer.inverse(jnp.sign(h)))
+    # no derivative reaches the input through the sign
+    assert jnp.all(jax.grad(lambda v: jnp.sum(layer(v)))(h_prev) == 0)
+    ste = eqx.tree_at(lambda l: l.sign_mode, layer, "straight-through")
+    assert jnp.any(jax.grad(lambda v: jnp.sum(ste(v)))(h_prev) != 0)
+    with pytest.raises(ValueError, match="sign_mode='soft'"):
+        dtp_eqx.DiscreteDTPLayer(4, 3, sign_mode="soft", key=getkey())

@@ -127,3 +127,19 @@ def test_wrong_number_of_activations(getkey):
     hs = net.activations(jnp.zeros(6))
     with pytest.raises(ValueError, match="activations has 3 entries, expected 4"):
         dtp_eqx.compute_targets(net, hs[:-1], 0, top_step=0.1)
+
+
+def test_stochastic_targets_live_on_probabilities(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 4, 3), activation="sigmoid", units="bernoulli", key=getkey())
+    hs = net.activations(jax.random.normal(getkey(), (6,)), key=getkey())
+    ps = net.means(hs)
+    # a zero step gives the probabilities back, whatever the feedback weights
+    ts = dtp_eqx.compute_targets(net, hs, 1, top_step=0.0)
+    for t, p in zip(ts, ps):
+        assert jnp.allclose(t, p, atol=1e-6)
+    # the first target is the step on the sample, moved onto the probability
+    ts = dtp_eqx.compute_targets(net, hs, 1, top_step=0.7)
+    step = dtp_eqx.top_target(net.output, hs[-2], 1, top_step=0.7) - hs[-2]
+    assert jnp.allclose(ts[-1], ps[-1] + step, atol=1e-6)
+    g = net.layers[1].inverse
+    assert jnp.allclose(ts[0], ps[0] + g(ts[1]) - g(ps[1]), atol=1e-6)

@@ -1,0 +1,32 @@
+import jax
+import pytest
+
+import dtp_eqx
+
+
+def test_networks(getkey):
+    deep = dtp_eqx.paper_network("mnist-deep", key=getkey())
+    assert deep.sizes == (784,) + (240,) * 7 + (10,)
+    discrete = dtp_eqx.paper_network("discrete", key=getkey())
+    assert [type(l).__name__ for l in discrete.layers] == ["DTPLayer", "DiscreteDTPLayer"]
+    stochastic = dtp_eqx.paper_network("stochastic", key=getkey())
+    assert stochastic.sizes == (784, 200, 200, 10) and stochastic.stochastic
+
+
+def test_configs():
+    deep = dtp_eqx.paper_config("mnist-deep")
+    assert deep == dtp_eqx.TrainConfig()  # the defaults are the deep tanh DTP settings
+    assert dtp_eqx.paper_config("mnist-deep", "bp").lr_forward == 8.04437e-4
+    discrete = dtp_eqx.paper_config("discrete", "dtp")
+    assert discrete.top_step == pytest.approx(0.279655)
+    assert discrete.sigma_at(50) == pytest.approx(0.25)
+    stochastic = dtp_eqx.paper_config("stochastic", "ste", epochs=5)
+    assert (stochastic.method, stochastic.lr_forward, stochastic.epochs) == ("ste", 4.58495e-3, 5)
+    assert stochastic.input_noise == 0.3 and stochastic.n_samples == 100
+
+
+def test_unknown_experiment():
+    with pytest.raises(ValueError, match="experiment='imagenet'"):
+        dtp_eqx.paper_config("imagenet")
+    with pytest.raises(ValueError, match="experiment='imagenet'"):
+        dtp_eqx.paper_network("imagenet", key=jax.random.key(0))
