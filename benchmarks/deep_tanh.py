@@ -12,28 +12,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
-import os
-import platform
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import jax
 import numpy as np
 
 import dtp_eqx
+from dtp_eqx._provenance import provenance, write_json
 
 SIZES = (784,) + (240,) * 7 + (10,)
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -85,23 +72,9 @@ def main() -> None:
         "epochs": args.epochs,
         "dtp_over_bp_seconds_per_epoch": ratio,
         "runs": runs,
-        "provenance": {
-            "commit": git_commit(),
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-            "device": str(jax.devices()[0]),
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "dtp_eqx": dtp_eqx.__version__,
-        },
+        "provenance": provenance(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=out.parent, delete=False, suffix=".tmp") as f:
-        json.dump(result, f, indent=1)
-    os.replace(f.name, out)
-    print(f"wrote {out}")
+    print(f"wrote {write_json(args.out, result)}")
 
 
 if __name__ == "__main__":
