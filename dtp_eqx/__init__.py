@@ -28,6 +28,11 @@ from ._diagnostics import (
     angles_to_backprop as angles_to_backprop,
     reconstruction_errors as reconstruction_errors,
 )
+from ._fit import (
+    fit as fit,
+    load_checkpoint as load_checkpoint,
+    save_checkpoint as save_checkpoint,
+)
 from ._layers import (
     ACTIVATIONS as ACTIVATIONS,
     SIGN_MODES as SIGN_MODES,
@@ -67,8 +72,9 @@ from ._train import (
     SCHEDULES as SCHEDULES,
     TRAIN_METHODS as TRAIN_METHODS,
     TrainConfig as TrainConfig,
+    as_key as as_key,
+    ensemble_size as ensemble_size,
     evaluate as evaluate,
-    fit as fit,
     forward_loss as forward_loss,
     init_opt_state as init_opt_state,
     inverse_loss as inverse_loss,

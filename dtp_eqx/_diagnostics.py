@@ -11,7 +11,7 @@ from ._layers import check_choice
 from ._losses import cross_entropy, reconstruction_loss
 from ._network import straight_through
 from ._targets import compute_targets
-from ._train import TrainConfig, forward_loss
+from ._train import Keys, TrainConfig, ensemble_size, forward_loss
 
 REFERENCES = ("bp", "ste")
 """Gradients to compare target propagation with: plain back-prop or straight-through."""
@@ -98,10 +98,9 @@ def angles_to_backprop(
     return {"weight": weight, "activation": activation}
 
 
-@eqx.filter_jit
 def reconstruction_errors(
-    net, x: Float[Array, "n n_in"], *, key: PRNGKeyArray | None = None
-) -> Float[Array, " n_inverses"]:
+    net, x: Float[Array, "n n_in"], *, key: Keys | None = None
+) -> Float[Array, "*n_models n_inverses"]:
     """Clean reconstruction error `||g_i(f_i(h_{i-1})) - h_{i-1}||^2` of layers 2 .. M-1.
 
     Args:
@@ -111,8 +110,15 @@ def reconstruction_errors(
 
     Returns:
         Batch means for the `M - 2` trained feedback mappings, shape `(M - 2,)`
-        (empty for a single hidden layer).
+        (empty for a single hidden layer); `(n_models, M - 2)` for an ensemble, whose
+        `key`, if any, then has shape `(n_models,)`.
     """
+    if ensemble_size(net) is not None:
+        return _reconstruction_errors_ensemble(net, x, key)
+    return _reconstruction_errors(net, x, key)
+
+
+def _reconstruction_errors_impl(net, x, key):
     if key is None:
         hs = jax.vmap(net.activations)(x)
     else:
@@ -124,3 +130,9 @@ def reconstruction_errors(
         if i > 0
     ]
     return jnp.stack(errors) if errors else jnp.zeros((0,), x.dtype)
+
+
+_reconstruction_errors = eqx.filter_jit(_reconstruction_errors_impl)
+_reconstruction_errors_ensemble = eqx.filter_jit(
+    eqx.filter_vmap(_reconstruction_errors_impl, in_axes=(eqx.if_array(0), None, eqx.if_array(0)))
+)

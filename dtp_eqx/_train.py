@@ -12,7 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, Key, PRNGKeyArray
+
+Keys = PRNGKeyArray | Key[Array, " n_models"]
+"""One key, or one key per member of an ensemble."""
 
 from ._layers import AbstractDTPLayer, check_choice
 from ._network import continuous, straight_through
@@ -184,7 +187,10 @@ def _spec(model, label: str):
 
 
 def init_opt_state(model, config: TrainConfig) -> dict:
-    """Optimizer states `{"forward": ..., "feedback": ...}` for the two parameter groups."""
+    """Optimizer states `{"forward": ..., "feedback": ...}` for the two parameter groups
+    (stacked, one per member, for an ensemble)."""
+    if ensemble_size(model) is not None:
+        return eqx.filter_vmap(lambda m: init_opt_state(m, config))(model)
     return {
         "forward": make_optimizer(config.optimizer, config.lr_forward).init(
             eqx.filter(model, _spec(model, "forward"))
@@ -337,8 +343,7 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
     return model, opt_state, metrics
 
 
-@eqx.filter_jit
-def _train_epoch(model, opt_state, x, y, key, sigma, config, phase):
+def _epoch_impl(model, opt_state, x, y, key, sigma, config, phase):
     n_batches = x.shape[0] // config.batch_size
     perm_key, step_key = jax.random.split(key)
     if config.shuffle:
@@ -363,13 +368,43 @@ def _train_epoch(model, opt_state, x, y, key, sigma, config, phase):
     return eqx.combine(params, static), opt_state, metrics
 
 
+_train_epoch = eqx.filter_jit(_epoch_impl)
+# An ensemble (models stacked along a leading axis, one key each) in one program.
+_train_epoch_ensemble = eqx.filter_jit(
+    eqx.filter_vmap(
+        _epoch_impl, in_axes=(eqx.if_array(0), eqx.if_array(0), None, None, 0, None, None, None)
+    )
+)
+
+
+def as_key(key) -> Keys:
+    """A typed key (or batch of keys) from `jax.random.key`, also accepting raw uint32 keys."""
+    key = jnp.asarray(key)
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(key)
+
+
+def ensemble_size(model) -> int | None:
+    """The number of stacked models in an ensemble built with `eqx.filter_vmap`, or None.
+
+    Example:
+        >>> nets = eqx.filter_vmap(lambda k: dtp_eqx.DTPNetwork((4, 3, 2), key=k))(
+        ...     jax.random.split(jax.random.key(0), 8))
+        >>> dtp_eqx.ensemble_size(nets)
+        8
+    """
+    weight = model.forward.weight if isinstance(model, AbstractDTPLayer) else model.output.weight
+    return int(weight.shape[0]) if weight.ndim == 3 else None
+
+
 def train_epoch(
     model,
     opt_state: dict,
     x: Float[Array, "n n_in"],
     y: Int[Array, " n"],
     *,
-    key: PRNGKeyArray,
+    key: Keys,
     config: TrainConfig,
     phase: str,
     sigma: float | None = None,
@@ -379,12 +414,15 @@ def train_epoch(
     The data are (optionally) permuted, cut to a whole number of `config.batch_size`
     batches, and reshaped to `(n_batches, batch_size, n_in)`. Compiles once per model
     structure, config and phase; `sigma` is traced, so annealing it does not recompile.
+    An ensemble (models stacked with `eqx.filter_vmap`, one key each) trains every
+    member in the same compiled program, vmapped over the leading axis.
 
     Args:
-        model: a `DTPNetwork`.
+        model: a `DTPNetwork` or `DTPLayer` auto-encoder, or an ensemble of them.
         opt_state: from `init_opt_state`.
         x: inputs, shape `(n, n_in)`; y: integer labels, shape `(n,)`.
-        key: permutation and noise key (keyword-only).
+        key: permutation and noise key, or keys of shape `(n_models,)` for an ensemble
+            (keyword-only).
         config: a `TrainConfig` (keyword-only).
         phase: one of `"inverse"`, `"forward"`, `"per-batch"`, `"bp"` (keyword-only).
         sigma: noise standard deviation; defaults to `config.sigma` (keyword-only).
@@ -399,13 +437,15 @@ def train_epoch(
         raise ValueError(
             f"x has {x.shape[0]} examples, fewer than batch_size={config.batch_size}."
         )
-    return _train_epoch(
-        model, opt_state, x, y, key, jnp.asarray(sigma, jnp.float32), config, phase
-    )
+    key = as_key(key)
+    epoch = _train_epoch_ensemble if key.ndim == 1 else _train_epoch
+    return epoch(model, opt_state, x, y, key, jnp.asarray(sigma, jnp.float32), config, phase)
 
 
-@eqx.filter_jit
-def _eval_batch(model, x, y, keys):
+def _eval_impl(model, x, y, keys):
+    if _is_autoencoder(model):
+        z = jax.vmap(lambda xi: model.inverse(model(xi)))(x)
+        return jnp.sum((z - x) ** 2), jnp.zeros((), x.dtype)
     if keys is None:
         log_probs = jax.nn.log_softmax(jax.vmap(model)(x), axis=-1)
     else:  # average class probabilities over the sampled networks, one scan step each
@@ -422,15 +462,21 @@ def _eval_batch(model, x, y, keys):
     return -jnp.sum(picked), jnp.sum(jnp.argmax(log_probs, axis=-1) != y)
 
 
+_eval_batch = eqx.filter_jit(_eval_impl)
+_eval_batch_ensemble = eqx.filter_jit(
+    eqx.filter_vmap(_eval_impl, in_axes=(eqx.if_array(0), None, None, eqx.if_array(0)))
+)
+
+
 def evaluate(
     model,
     x: Float[Array, "n n_in"],
     y: Int[Array, " n"] | None,
     *,
-    key: PRNGKeyArray | None = None,
+    key: Keys | None = None,
     n_samples: int = 100,
     batch_size: int = 10_000,
-) -> dict[str, float]:
+) -> dict[str, float | np.ndarray]:
     """Mean cross-entropy `"loss"` and classification `"error"` (a fraction) on `(x, y)`.
 
     For an auto-encoder (a `DTPLayer`), `"loss"` is the mean clean reconstruction
@@ -445,13 +491,14 @@ def evaluate(
         key: key for the samples; required for a stochastic network (keyword-only).
         n_samples: samples averaged by a stochastic network, `>= 1` (keyword-only).
         batch_size: examples per jitted chunk (keyword-only).
+
+    Returns:
+        Floats; for an ensemble (see `dtp_eqx.ensemble_size`), arrays of shape
+        `(n_models,)`, with `key` then of shape `(n_models,)`.
     """
     if not (isinstance(n_samples, int) and n_samples >= 1):
         raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
-    if _is_autoencoder(model):
-        from ._autoencoder import reconstruction_error
-
-        return {"loss": float(reconstruction_error(model, x)), "error": math.nan}
+    ensemble = ensemble_size(model) is not None
     keys = None
     if _samples(model):
         if key is None:
@@ -459,15 +506,23 @@ def evaluate(
                 "evaluating a stochastic network samples it, so it needs key=...; or "
                 "evaluate eqx.nn.inference_mode(model) for the mean-field network."
             )
-        keys = jax.random.split(key, n_samples)
+        split = partial(jax.random.split, num=n_samples)
+        keys = jax.vmap(split)(as_key(key)) if ensemble else split(as_key(key))
+    if y is None:
+        y = jnp.zeros(x.shape[0], jnp.int32)
     n = x.shape[0]
     loss = wrong = 0.0
     for start in range(0, n, batch_size):
-        chunk_loss, chunk_wrong = _eval_batch(
-            model, x[start : start + batch_size], y[start : start + batch_size], keys
+        chunk = slice(start, start + batch_size)
+        chunk_loss, chunk_wrong = (_eval_batch_ensemble if ensemble else _eval_batch)(
+            model, x[chunk], y[chunk], keys
         )
-        loss += float(chunk_loss)
-        wrong += float(chunk_wrong)
+        loss = loss + np.asarray(chunk_loss, np.float64)
+        wrong = wrong + np.asarray(chunk_wrong, np.float64)
+    if _is_autoencoder(model):
+        wrong = np.full_like(loss, np.nan)
+    if not ensemble:
+        return {"loss": float(loss) / n, "error": float(wrong) / n}
     return {"loss": loss / n, "error": wrong / n}
 
 
@@ -509,133 +564,3 @@ def check_arrays(model, x, y, name: str) -> tuple[Array, Array]:
             f"{n_classes} classes, so labels must lie in [0, {n_classes - 1}]."
         )
     return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
-
-
-def fit(
-    model,
-    data,
-    config: TrainConfig | None = None,
-    *,
-    key: PRNGKeyArray,
-    progress: bool = True,
-):
-    """Train `model` on `data` for `config.epochs` epochs; return `(model, history)`.
-
-    A thin loop: each epoch runs the phases of `config.phases()` through `train_epoch`,
-    then evaluates. Validation and test sets are used only for reporting.
-
-    A single layer (a `DTPLayer`) is trained as a denoising auto-encoder by DTP: every
-    minibatch updates the decoder `g` on reconstruction, then the encoder `f` towards its
-    DTP target (see `dtp_eqx.autoencoder_losses`; `config.sigma` is the input corruption,
-    `lr_feedback` the decoder's and `lr_forward` the encoder's learning rate). Its
-    losses are reconstruction errors and its errors NaN; labels are ignored.
-
-    Args:
-        model: a `DTPNetwork`, or a `DTPLayer` to train as an auto-encoder.
-        data: a `dtp_eqx.Dataset` (train split `(n, n_in)`, labels `(n,)`, optional
-            validation and test splits).
-        config: a `TrainConfig`; defaults to the original deep tanh DTP settings.
-        key: a `jax.random` key for shuffling and noise (keyword-only).
-        progress: show a tqdm progress bar with the latest metrics (keyword-only).
-
-    Returns:
-        The trained model and a history dict of NumPy arrays, one row per epoch:
-        `train_loss`, `train_error` (running means over the epoch's forward pass),
-        `valid_loss`, `valid_error`, `test_loss`, `test_error` (NaN without that split),
-        `recon_error` (shape `(epochs, M - 2)`: clean reconstruction error of layers
-        2 .. M-1 on the validation set, or the training set without one), `recon_loss`
-        (same shape: the noisy inverse loss averaged over the epoch's inverse updates,
-        NaN for back-prop) and `seconds` (training time of the epoch, evaluation
-        excluded; the first epoch includes compilation).
-
-    Raises:
-        ValueError: for inputs of the wrong size, labels out of range or non-finite inputs.
-        FloatingPointError: when the training loss becomes NaN or infinite.
-
-    Example:
-        >>> net = dtp_eqx.DTPNetwork((784, 240, 240, 10), key=jax.random.key(0))
-        >>> data = dtp_eqx.load_mnist()
-        >>> net, history = dtp_eqx.fit(net, data, dtp_eqx.TrainConfig(epochs=2),
-        ...                            key=jax.random.key(1))
-        >>> history["test_error"][-1]
-    """
-    from tqdm.auto import trange
-
-    from ._diagnostics import reconstruction_errors
-
-    config = TrainConfig() if config is None else config
-    x, y = check_arrays(model, data.x_train, data.y_train, "train")
-    if x.shape[0] < config.batch_size:
-        raise ValueError(
-            f"the training set has {x.shape[0]} examples, fewer than "
-            f"batch_size={config.batch_size}."
-        )
-    splits = {
-        name: check_arrays(model, xs, ys, name)
-        for name, xs, ys in (
-            ("valid", data.x_valid, data.y_valid),
-            ("test", data.x_test, data.y_test),
-        )
-        if xs is not None and len(xs)
-    }
-    recon_x = splits["valid"][0] if "valid" in splits else x
-    phases = ("autoencoder",) if _is_autoencoder(model) else config.phases()
-    n_inverses = 1 if _is_autoencoder(model) else len(model.layers) - 1
-    opt_state = init_opt_state(model, config)
-    history: dict[str, list] = {
-        k: []
-        for k in (
-            "train_loss", "train_error", "valid_loss", "valid_error",
-            "test_loss", "test_error", "recon_error", "recon_loss", "seconds",
-        )
-    }
-    desc = "autoencoder" if _is_autoencoder(model) else config.method
-    bar = trange(config.epochs, desc=f"{desc} training", disable=not progress)
-    for epoch in bar:
-        key, eval_key, *phase_keys = jax.random.split(key, 2 + len(phases))
-        start = time.perf_counter()
-        metrics = {}
-        for phase, phase_key in zip(phases, phase_keys):
-            model, opt_state, phase_metrics = train_epoch(
-                model, opt_state, x, y, key=phase_key, config=config, phase=phase,
-                sigma=config.sigma_at(epoch),
-            )
-            metrics.update(phase_metrics)
-        jax.block_until_ready((model, metrics))
-        history["seconds"].append(time.perf_counter() - start)
-        train_loss = float(jnp.mean(metrics["loss"]))
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"training diverged in epoch {epoch + 1}: the training loss is "
-                f"{train_loss}. Lower the learning rates or top_step."
-            )
-        history["train_loss"].append(train_loss)
-        history["train_error"].append(
-            float(jnp.mean(metrics["error"])) if "error" in metrics else math.nan
-        )
-        valid_key, test_key, recon_key = jax.random.split(eval_key, 3)
-        for name, k in (("valid", valid_key), ("test", test_key)):
-            result = (
-                evaluate(model, *splits[name], key=k, n_samples=config.n_samples)
-                if name in splits
-                else {}
-            )
-            history[f"{name}_loss"].append(result.get("loss", math.nan))
-            history[f"{name}_error"].append(result.get("error", math.nan))
-        if _is_autoencoder(model):
-            recon = np.asarray([evaluate(model, recon_x, None)["loss"]], np.float32)
-        else:
-            recon_key = recon_key if _samples(model) else None
-            recon = np.asarray(reconstruction_errors(model, recon_x, key=recon_key))
-        history["recon_error"].append(recon)
-        history["recon_loss"].append(
-            np.asarray(jnp.mean(metrics["recon_loss"], axis=0))
-            if "recon_loss" in metrics
-            else np.full(n_inverses, np.nan, np.float32)
-        )
-        bar.set_postfix(
-            loss=f"{train_loss:.4f}",
-            valid_error=f"{history['valid_error'][-1]:.2%}",
-            refresh=False,
-        )
-    return model, {k: np.asarray(v) for k, v in history.items()}

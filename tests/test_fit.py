@@ -1,0 +1,130 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dtp_eqx
+from helpers import toy_data, tree_allclose
+
+SIZES = (8, 12, 12, 12, 3)
+
+
+def _data(key):
+    return toy_data(key, n=300, n_in=8, n_classes=3, n_valid=100, n_test=100)
+
+
+def _make(key):
+    return dtp_eqx.DTPNetwork(SIZES, key=key)
+
+
+CONFIG = dtp_eqx.TrainConfig(epochs=3, batch_size=50, top_step=0.05)
+
+
+def test_ensemble_matches_separate_runs(getkey):
+    data = _data(getkey())
+    init_keys = jax.random.split(getkey(), 3)
+    train_keys = jax.random.split(getkey(), 3)
+    ensemble = eqx.filter_vmap(_make)(init_keys)
+    assert dtp_eqx.ensemble_size(ensemble) == 3
+    trained, history = dtp_eqx.fit(ensemble, data, CONFIG, key=train_keys, progress=False)
+    assert history["test_error"].shape == (3, 3)
+    assert history["recon_error"].shape == (3, 3, 2)
+    for i in range(3):
+        single, single_history = dtp_eqx.fit(
+            _make(init_keys[i]), data, CONFIG, key=train_keys[i], progress=False
+        )
+        member = jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, trained)
+        assert tree_allclose(member, single, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(history["train_loss"][:, i], single_history["train_loss"], rtol=1e-4)
+        np.testing.assert_allclose(history["test_error"][:, i], single_history["test_error"], atol=1e-6)
+
+
+def test_ensemble_needs_one_key_per_member(getkey):
+    ensemble = eqx.filter_vmap(_make)(jax.random.split(getkey(), 2))
+    with pytest.raises(ValueError, match=r"expected one key for a single model, or 2 keys"):
+        dtp_eqx.fit(ensemble, _data(getkey()), CONFIG, key=getkey(), progress=False)
+    with pytest.raises(ValueError, match="expected a single key"):
+        dtp_eqx.fit(_make(getkey()), _data(getkey()), CONFIG, key=jax.random.split(getkey(), 2),
+                    progress=False)
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_interrupted_run_resumes_to_identical_parameters(ensemble, tmp_path, getkey):
+    data = _data(getkey())
+    config = dtp_eqx.TrainConfig(epochs=4, batch_size=50, top_step=0.05, sigma_tau=2.0)
+    if ensemble:
+        model = eqx.filter_vmap(_make)(jax.random.split(getkey(), 2))
+        key = jax.random.split(getkey(), 2)
+    else:
+        model, key = _make(getkey()), getkey()
+    full, full_history = dtp_eqx.fit(model, data, config, key=key, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_3(epoch, model, history):
+        if epoch == 3:
+            raise Killed
+
+    path = tmp_path / "run.ckpt"
+    with pytest.raises(Killed):
+        dtp_eqx.fit(model, data, config, key=key, progress=False, checkpoint=path,
+                    checkpoint_every=2, callback=kill_after_epoch_3)
+    _, meta = dtp_eqx.load_checkpoint(path, (model, dtp_eqx.init_opt_state(model, config)))
+    assert meta["epoch"] == 2  # saved every 2 epochs: epoch 3 was lost with the kill
+    resumed, history = dtp_eqx.fit(model, data, config, key=key, progress=False,
+                                   checkpoint=path, checkpoint_every=2, resume=True)
+    assert eqx.tree_equal(resumed, full)  # bit for bit
+    np.testing.assert_array_equal(history["test_error"], full_history["test_error"])
+    _, meta = dtp_eqx.load_checkpoint(path, (model, dtp_eqx.init_opt_state(model, config)))
+    assert meta["epoch"] == 4
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path, getkey):
+    data, model = _data(getkey()), _make(getkey())
+    path = tmp_path / "run.ckpt"
+    dtp_eqx.fit(model, data, CONFIG, key=getkey(), progress=False, checkpoint=path)
+    other = dtp_eqx.TrainConfig(epochs=3, batch_size=50, top_step=0.1)
+    with pytest.raises(ValueError, match="comes from another run"):
+        dtp_eqx.fit(model, data, other, key=getkey(), progress=False, checkpoint=path, resume=True)
+
+
+def test_divergence_keeps_the_last_good_checkpoint(tmp_path, getkey):
+    data, model = _data(getkey()), _make(getkey())
+    path = tmp_path / "run.ckpt"
+    calm = dtp_eqx.TrainConfig(method="bp", optimizer="sgd", lr_forward=1e-3, epochs=1, batch_size=50)
+    dtp_eqx.fit(model, data, calm, key=getkey(), progress=False, checkpoint=path)
+    before = path.read_bytes()
+    wild = dtp_eqx.TrainConfig(method="bp", optimizer="sgd", lr_forward=3e38, epochs=3, batch_size=50)
+    with pytest.raises(FloatingPointError, match="keeps the last saved epoch"):
+        dtp_eqx.fit(model, data, wild, key=getkey(), progress=False,
+                    checkpoint=tmp_path / "wild.ckpt", checkpoint_every=1)
+    assert not (tmp_path / "wild.ckpt").exists()  # diverged in its first epoch: nothing saved
+    assert path.read_bytes() == before
+
+
+def test_eval_every_and_callback(getkey):
+    seen = []
+    _, history = dtp_eqx.fit(
+        _make(getkey()), _data(getkey()), CONFIG, key=getkey(), progress=False, eval_every=2,
+        callback=lambda epoch, model, history: seen.append((epoch, len(history["seconds"]))),
+    )
+    assert seen == [(1, 1), (2, 2), (3, 3)]
+    assert np.isnan(history["test_error"][0])
+    assert np.isfinite(history["test_error"][1:]).all()  # every 2nd epoch and the last
+    with pytest.raises(ValueError, match="eval_every=0"):
+        dtp_eqx.fit(_make(getkey()), _data(getkey()), CONFIG, key=getkey(), eval_every=0)
+
+
+def test_checkpoint_file_errors(tmp_path):
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a dtp_eqx checkpoint"):
+        dtp_eqx.load_checkpoint(bad, None)
+
+
+def test_raw_uint32_keys_are_accepted(getkey):
+    _, history = dtp_eqx.fit(_make(getkey()), _data(getkey()), CONFIG, key=jax.random.PRNGKey(0),
+                             progress=False)
+    assert history["train_loss"].shape == (3,)
