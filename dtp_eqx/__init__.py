@@ -57,6 +57,7 @@ from ._network import (
 from ._paper import (
     PAPER_EXPERIMENTS as PAPER_EXPERIMENTS,
     paper_config as paper_config,
+    paper_experiment as paper_experiment,
     paper_network as paper_network,
 )
 from ._stochastic import StochasticBinary as StochasticBinary

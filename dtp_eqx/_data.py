@@ -59,12 +59,23 @@ class Dataset:
     lossy: bool = False
 
     def take(
-        self, n_train: int | None = None, n_valid: int | None = None, n_test: int | None = None
+        self,
+        n_train: int | None = None,
+        n_valid: int | None = None,
+        n_test: int | None = None,
+        *,
+        spread: bool = False,
     ) -> Dataset:
-        """The first `n_*` examples of each split (None keeps a split whole)."""
+        """`n_*` examples of each split (None keeps a split whole): the first ones, or with
+        `spread=True` evenly spaced ones (for files sorted by class, such as the JPEG
+        CIFAR-10 copy's test set)."""
 
         def head(a, n):
-            return a if a is None or n is None else a[:n]
+            if a is None or n is None:
+                return a
+            if spread and n < len(a):
+                return a[np.linspace(0, len(a) - 1, n).astype(int)]
+            return a[:n]
 
         return dataclasses.replace(
             self,

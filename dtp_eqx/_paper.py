@@ -6,50 +6,96 @@ import dataclasses
 
 from jaxtyping import PRNGKeyArray
 
-from ._layers import check_choice
+from ._layers import DTPLayer, check_choice
 from ._network import DTPNetwork
 from ._targets import top_step_from_eta
 from ._train import TrainConfig
 
 BATCH = 100
+_DEEP_DTP = dict(top_step=top_step_from_eta(0.327736, BATCH), lr_forward=0.0148893,
+                 lr_feedback=0.00501149, sigma=0.359830)
 
-# name: network keyword arguments, and per method the TrainConfig fields that differ
-# from the defaults. eta values are the original code's batch-mean steps.
+# name: the network (keyword arguments), the dataset, the methods that apply, and per
+# kind of method the TrainConfig fields that differ from the defaults (eta values are the
+# original code's batch-mean steps), the paper's test errors, and where the settings
+# come from.
 _EXPERIMENTS = {
     "mnist-deep": {
         "network": dict(sizes=(784,) + (240,) * 7 + (10,), activation="tanh", init="orthogonal"),
-        "dtp": dict(top_step=top_step_from_eta(0.327736, BATCH), lr_forward=0.0148893,
-                    lr_feedback=0.00501149, sigma=0.359830, epochs=100),
+        "dataset": "mnist",
+        "methods": ("dtp", "tp", "bp"),
+        "dtp": dict(_DEEP_DTP, epochs=100),
         "bp": dict(lr_forward=8.04437e-4, epochs=100),
+        "paper": {"dtp": 0.0194, "bp": 0.0186},
+        "settings": "the original code (conti_dtp.py and its back-prop baseline)",
+    },
+    "mnist-deep-relu": {
+        "network": dict(sizes=(784,) + (240,) * 7 + (10,), activation="relu", init="orthogonal"),
+        "dataset": "mnist",
+        "methods": ("dtp", "tp", "bp"),
+        "dtp": dict(_DEEP_DTP, epochs=100),
+        "bp": dict(lr_forward=8.04437e-4, epochs=100),
+        "paper": {"dtp": 0.0315, "bp": 0.0162},
+        "settings": "ours: the deep tanh network's settings (the original code has no ReLU run)",
     },
     "discrete": {
         "network": dict(sizes=(784, 500, 500, 10), activation="tanh", init="orthogonal",
                         units="sign"),
+        "dataset": "mnist",
+        "methods": ("dtp", "tp", "bp", "ste", "bp-continuous"),
         "dtp": dict(top_step=top_step_from_eta(27.9655, BATCH), lr_forward=6.60055e-4,
                     lr_feedback=4.32832e-4, sigma=0.5, sigma_tau=50.0, epochs=500),
         # The original code gives no separate step size for its back-prop baselines of
         # the discrete network; they use the DTP forward learning rate.
         "bp": dict(lr_forward=6.60055e-4, epochs=500),
+        "paper": {"dtp": 0.0155},
+        "settings": "the original code (disc_dtp.py); back-prop baselines use its DTP forward rate",
     },
     "stochastic": {
         "network": dict(sizes=(784, 200, 200, 10), activation="sigmoid", init="glorot",
                         units="bernoulli"),
+        "dataset": "mnist",
+        "methods": ("dtp", "tp", "bp", "ste"),
         "dtp": dict(top_step=top_step_from_eta(58.4385, BATCH), lr_forward=3.08740e-3,
                     lr_feedback=2.71629e-6, sigma=0.5, sigma_tau=100.0, input_noise=0.3,
                     epochs=1000),
         "bp": dict(lr_forward=4.58495e-3, input_noise=0.3, epochs=1000),
+        "paper": {"dtp": 0.0154, "ste": 0.0171},
+        "settings": "the original code (sto_dtp.py and its straight-through baseline)",
+    },
+    "autoencoder": {
+        "network": dict(in_features=784, out_features=1000, activation="sigmoid", init="glorot"),
+        "dataset": "mnist",
+        "methods": ("dtp",),
+        "dtp": dict(sigma=0.3, lr_forward=1e-3, lr_feedback=1e-3, epochs=100),
+        "bp": dict(sigma=0.3, lr_forward=1e-3, lr_feedback=1e-3, epochs=100),
+        "paper": {"dtp": 0.0135},
+        "settings": "ours (the original code has no auto-encoder): 784-1000 sigmoid, "
+                    "Gaussian corruption 0.3, RMSprop 1e-3; features scored by a linear probe",
+    },
+    "cifar10": {
+        "network": dict(sizes=(3072, 1000, 1000, 1000, 10), activation="tanh",
+                        init="orthogonal"),
+        "dataset": "cifar10",
+        "methods": ("dtp", "tp", "bp"),
+        "dtp": dict(_DEEP_DTP, epochs=100),
+        "bp": dict(lr_forward=8.04437e-4, epochs=100),
+        "paper": {"dtp": 1 - 0.5037, "bp": 1 - 0.5372},
+        "settings": "ours: the deep tanh network's settings (the original code has no CIFAR run)",
     },
 }
 PAPER_EXPERIMENTS = tuple(_EXPERIMENTS)
 """Experiments with a network and settings in `paper_network` / `paper_config`."""
 
 
-def paper_network(experiment: str, *, key: PRNGKeyArray) -> DTPNetwork:
+def paper_network(experiment: str, *, key: PRNGKeyArray) -> DTPNetwork | DTPLayer:
     """The paper's network for `experiment` (one of `dtp_eqx.PAPER_EXPERIMENTS`).
 
-    `"mnist-deep"`: 784-240x7-10 tanh, orthogonal init. `"discrete"`: 784-500-500-10,
-    `h_2 = tanh(W_2 sign(h_1) + b_2)`, orthogonal init. `"stochastic"`: 784-200-200-10
-    sigmoid-Bernoulli units, Glorot init.
+    `"mnist-deep"` (`"-relu"`): 784-240x7-10 tanh (ReLU), orthogonal init.
+    `"discrete"`: 784-500-500-10, `h_2 = tanh(W_2 sign(h_1) + b_2)`, orthogonal init.
+    `"stochastic"`: 784-200-200-10 sigmoid-Bernoulli units, Glorot init.
+    `"autoencoder"`: a 784-1000 sigmoid `DTPLayer` (encoder `f`, decoder `g`).
+    `"cifar10"`: 3072-1000x3-10 tanh, orthogonal init.
 
     Example:
         >>> net = dtp_eqx.paper_network("discrete", key=jax.random.key(0))
@@ -57,7 +103,18 @@ def paper_network(experiment: str, *, key: PRNGKeyArray) -> DTPNetwork:
         (784, 500, 500, 10)
     """
     check_choice("experiment", experiment, PAPER_EXPERIMENTS)
-    return DTPNetwork(**_EXPERIMENTS[experiment]["network"], key=key)
+    kwargs = _EXPERIMENTS[experiment]["network"]
+    if "sizes" in kwargs:
+        return DTPNetwork(**kwargs, key=key)
+    return DTPLayer(**kwargs, key=key)
+
+
+def paper_experiment(experiment: str) -> dict:
+    """What `experiment` is: its `"dataset"`, the `"methods"` that apply, the paper's
+    test errors by method (`"paper"`) and where its settings come from (`"settings"`)."""
+    check_choice("experiment", experiment, PAPER_EXPERIMENTS)
+    info = _EXPERIMENTS[experiment]
+    return {k: info[k] for k in ("dataset", "methods", "paper", "settings")}
 
 
 def paper_config(experiment: str, method: str = "dtp", **overrides) -> TrainConfig:
@@ -75,5 +132,6 @@ def paper_config(experiment: str, method: str = "dtp", **overrides) -> TrainConf
     """
     check_choice("experiment", experiment, PAPER_EXPERIMENTS)
     settings = _EXPERIMENTS[experiment]
+    check_choice(f"method (for {experiment})", method, settings["methods"])
     fields = settings["dtp"] if method in ("dtp", "tp") else settings["bp"]
     return dataclasses.replace(TrainConfig(method=method, **fields), **overrides)

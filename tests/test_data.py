@@ -285,3 +285,11 @@ def test_real_cifar10_jpeg_copy(data_dir):
     assert data.lossy and "JPEG" in data.name
     assert (len(data.x_train), len(data.x_valid), len(data.x_test)) == (40_000, 10_000, 10_000)
     assert np.bincount(data.y_test).tolist() == [1000] * 10
+
+
+def test_take_spread(tmp_path):
+    _write_npz(tmp_path, "mnist.npz")
+    data = dtp_eqx.load_mnist(tmp_path, download=False, n_valid=20)
+    part = data.take(n_test=3, spread=True)
+    np.testing.assert_array_equal(part.x_test, data.x_test[[0, 14, 29]])
+    assert len(part.x_train) == 100

@@ -1,0 +1,133 @@
+"""Command line: `python -m dtp_eqx reproduce EXPERIMENT` and `python -m dtp_eqx report`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not positive (must be >= 1)")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive")
+    return value
+
+
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._paper import PAPER_EXPERIMENTS
+    from ._train import SCHEDULES, TRAIN_METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dtp_eqx",
+        description="Difference target propagation (Lee et al., 2015) in JAX/Equinox.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "reproduce",
+        help="train one of the paper's experiments and write results/EXPERIMENT-METHOD.json",
+        description="Train one of the paper's experiments with the original code's settings "
+        "(override them with the flags below), several seeds at once, and write the "
+        "results file. A killed run continues with --resume.",
+    )
+    run.add_argument("experiment", choices=PAPER_EXPERIMENTS,
+                     help="mnist-deep (7x240 tanh), mnist-deep-relu, discrete (sign units), "
+                          "stochastic (Bernoulli units), autoencoder, cifar10 (3x1000 tanh)")
+    run.add_argument("--method", default="dtp", choices=TRAIN_METHODS,
+                     help="dtp (default), tp, bp, or the baselines ste and bp-continuous where "
+                          "the experiment has them")
+    run.add_argument("--epochs", type=_positive_int, help="epochs (default: the paper's)")
+    run.add_argument("--seeds", type=_positive_int, default=3,
+                     help="how many seeds, trained together in one compiled program (default 3)")
+    run.add_argument("--seed", type=int, default=0, help="first random seed (default 0)")
+    run.add_argument("--lr-forward", type=_positive_float, help="forward learning rate")
+    run.add_argument("--lr-feedback", type=_positive_float, help="feedback (inverse) learning rate")
+    run.add_argument("--top-step", type=_positive_float,
+                     help="per-example step of the first target (the original eta / batch size)")
+    run.add_argument("--sigma", type=_nonnegative_float, help="inverse-loss noise std")
+    run.add_argument("--schedule", choices=SCHEDULES,
+                     help="alternate-epoch (original code) or per-batch (paper's Algorithm 1)")
+    run.add_argument("--batch-size", type=_positive_int, help="minibatch size (default 100)")
+    run.add_argument("--data-dir", help="folder with the dataset files "
+                                        "(default: $DTP_EQX_DATA, the user cache, or a download)")
+    run.add_argument("--out", help="results file (default results/EXPERIMENT-METHOD.json)")
+    run.add_argument("--quick", action="store_true",
+                     help="smoke test: a few hundred examples, 1 epoch, results under results/quick/")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from its checkpoint (OUT with .ckpt)")
+    run.add_argument("--checkpoint-every", type=_positive_int, default=5,
+                     help="save a checkpoint every N epochs (default 5)")
+    run.add_argument("--eval-every", type=_positive_int, default=1,
+                     help="evaluate validation and test sets every N epochs (default 1)")
+    run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    report = commands.add_parser(
+        "report", help="regenerate results/README.md and the learning-curve figures",
+        description="Collect every results file into a table beside the paper's numbers.",
+    )
+    report.add_argument("--results-dir", default="results", help="folder of results files")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "report":
+        from ._reproduce import write_report
+
+        print(f"wrote {write_report(args.results_dir)}")
+        return 0
+
+    from ._paper import paper_experiment
+    from ._reproduce import reproduce
+
+    methods = paper_experiment(args.experiment)["methods"]
+    if args.method not in methods:
+        print(f"error: --method {args.method} does not apply to {args.experiment}; "
+              f"choose one of {', '.join(methods)}", file=sys.stderr)
+        return 2
+    overrides = {
+        name: value
+        for name, value in (
+            ("epochs", args.epochs), ("lr_forward", args.lr_forward),
+            ("lr_feedback", args.lr_feedback), ("top_step", args.top_step),
+            ("sigma", args.sigma), ("schedule", args.schedule), ("batch_size", args.batch_size),
+        )
+        if value is not None
+    }
+    try:
+        result = reproduce(
+            args.experiment, args.method, seeds=args.seeds, seed=args.seed,
+            data_dir=args.data_dir, out=args.out, quick=args.quick, resume=args.resume,
+            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+            progress=not args.no_progress, **overrides,
+        )
+    except (FileNotFoundError, ValueError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    test = result["final"]["test_error"]
+    print(f"{args.experiment} {args.method}: test error {100 * test['mean']:.2f}% "
+          f"± {100 * test['std']:.2f}% over {args.seeds} seeds, {result['epochs']} epochs, "
+          f"{result['seconds_per_epoch']:.2f} s/epoch")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

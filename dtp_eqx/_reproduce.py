@@ -1,0 +1,211 @@
+"""Reproduce the paper's experiments: one call (or command) per experiment and method.
+
+`reproduce` trains several seeds of one configuration in one compiled program, saves
+checkpoints as it goes, and writes `results/EXPERIMENT-METHOD.json` with the curves,
+the final errors (mean and standard deviation over seeds) and how the run was made.
+`write_report` turns every results file into `results/README.md` (our numbers beside
+the paper's) and one learning-curve figure per experiment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import numpy as np
+
+from ._autoencoder import linear_probe
+from ._data import load_cifar10, load_mnist
+from ._fit import fit
+from ._paper import paper_config, paper_experiment, paper_network
+from ._provenance import provenance, write_json
+
+QUICK = {"n_train": 500, "n_valid": 200, "n_test": 200, "epochs": 1, "n_samples": 5}
+"""What `quick=True` shrinks a run to: a smoke test of the whole pipeline."""
+
+
+def _load(dataset: str, data_dir):
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"data_dir={str(data_dir)!r} is not a directory.")
+    if dataset == "cifar10":
+        return load_cifar10(data_dir)
+    return load_mnist(data_dir)
+
+
+def _summary(values) -> dict:
+    values = np.asarray(values, np.float64)
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "per_seed": values.tolist(),
+    }
+
+
+def reproduce(
+    experiment: str,
+    method: str = "dtp",
+    *,
+    seeds: int = 3,
+    seed: int = 0,
+    data_dir=None,
+    out=None,
+    quick: bool = False,
+    resume: bool = False,
+    checkpoint_every: int = 5,
+    eval_every: int = 1,
+    progress: bool = True,
+    **overrides,
+) -> dict:
+    """Train `experiment` by `method` for `seeds` seeds at once and write a results file.
+
+    Args:
+        experiment: one of `dtp_eqx.PAPER_EXPERIMENTS`.
+        method: one of the experiment's methods (`dtp_eqx.paper_experiment(...)["methods"]`).
+        seeds: how many seeds, trained together as one vmapped program (keyword-only).
+        seed: the first seed; models are initialised from `seed` and trained with
+            `seed + 1` (keyword-only).
+        data_dir: folder with the dataset files (default: `DTP_EQX_DATA`, cache, download).
+        out: the results file (default `results/EXPERIMENT-METHOD.json`, or under
+            `results/quick/` in quick mode); checkpoints go beside it as `.ckpt`.
+        quick: a few hundred examples for one epoch, to test the pipeline.
+        resume: continue from the checkpoint of an interrupted run.
+        checkpoint_every, eval_every: passed to `dtp_eqx.fit`.
+        progress: show progress bars.
+        **overrides: `TrainConfig` fields replacing the original settings, e.g. `epochs=10`.
+
+    Returns:
+        The results dictionary that was written.
+    """
+    info = paper_experiment(experiment)
+    if not (isinstance(seeds, int) and seeds >= 1):
+        raise ValueError(f"seeds={seeds!r} must be a positive integer.")
+    if quick:
+        overrides = {"epochs": QUICK["epochs"], "n_samples": QUICK["n_samples"], **overrides}
+    config = paper_config(experiment, method, **overrides)
+    paper_epochs = paper_config(experiment, method).epochs
+    data = _load(info["dataset"], data_dir)
+    if quick:
+        data = data.take(QUICK["n_train"], QUICK["n_valid"], QUICK["n_test"], spread=True)
+    default = Path("results") / ("quick" if quick else "") / f"{experiment}-{method}.json"
+    out = Path(out) if out is not None else default
+    init_keys = jax.random.split(jax.random.key(seed), seeds)
+    train_keys = jax.random.split(jax.random.key(seed + 1), seeds)
+    model = eqx.filter_vmap(lambda k: paper_network(experiment, key=k))(init_keys)
+    made_by = provenance()  # the code as it was when the run started
+    start = time.perf_counter()
+    model, history = fit(
+        model, data, config, key=train_keys, progress=progress, eval_every=eval_every,
+        checkpoint=out.with_suffix(".ckpt"), checkpoint_every=checkpoint_every, resume=resume,
+    )
+    final = {f"{split}_error": _summary(history[f"{split}_error"][-1])
+             for split in ("train", "valid", "test")}
+    if experiment == "autoencoder":
+        probes = [
+            linear_probe(jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, model), data,
+                         key=jax.random.fold_in(train_keys[i], 10**6), epochs=config.epochs // 5 or 1,
+                         learning_rate=1e-2)
+            for i in range(seeds)
+        ]
+        final = {
+            "train_error": _summary([np.nan] * seeds),
+            "valid_error": _summary([p["valid_error"] for p in probes]),
+            "test_error": _summary([p["test_error"] for p in probes]),
+            "reconstruction_error": _summary(history["test_loss"][-1]),
+            "probe": "a linear softmax classifier on the 1000 learned features, Adam 1e-2, "
+                     f"{config.epochs // 5 or 1} epochs",
+        }
+    wall = time.perf_counter() - start
+    seconds = history["seconds"]
+    notes = []
+    if config.epochs < paper_epochs:
+        notes.append(f"{config.epochs} of the paper's {paper_epochs} epochs")
+    if data.lossy:
+        notes.append(f"data: {data.name}, not the original images")
+    if quick:
+        notes.append("quick mode: a smoke test on a few hundred examples, not a result")
+    result = {
+        "experiment": experiment,
+        "method": method,
+        "data": repr(data),
+        "data_name": data.name,
+        "lossy_data": data.lossy,
+        "quick": quick,
+        "epochs": config.epochs,
+        "paper_epochs": paper_epochs,
+        "seeds": {"n": seeds, "init": seed, "train": seed + 1},
+        "config": dataclasses.asdict(config),
+        "settings": info["settings"],
+        "paper_test_error": info["paper"].get(method),
+        "final": final,
+        "notes": notes,
+        "wall_seconds": wall,
+        "seconds_per_epoch": float(np.median(seconds[1:] if len(seconds) > 1 else seconds)),
+        "curves": {k: np.asarray(v).tolist() for k, v in history.items()},
+        "provenance": {**made_by, "finished": provenance()["date"]},
+    }
+    write_json(out, result)
+    return result
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{100 * value:.2f}%"
+
+
+def write_report(results_dir="results") -> Path:
+    """Write `results_dir/README.md` and `results_dir/EXPERIMENT.png` from the results files.
+
+    The table puts each run's test error (mean and standard deviation over seeds) beside
+    the paper's, with how many seeds and epochs it used; each figure shows the
+    validation error of every method of one experiment over epochs (mean over seeds).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    results_dir = Path(results_dir)
+    runs = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    runs = [r for r in runs if not r.get("quick")]
+    lines = [
+        "# Results",
+        "",
+        "Made by `python -m dtp_eqx reproduce EXPERIMENT --method METHOD` and collected by",
+        "`python -m dtp_eqx report`. Test error at the last epoch, mean ± standard deviation",
+        "over seeds; the paper's figures are those quoted in `../shared/docs/paper-notes.md`",
+        "(section 3). Each results file records its commit, date, device, versions, seeds",
+        "and configuration.",
+        "",
+        "| experiment | method | ours: test error | paper | seeds | epochs (paper's) | data | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        test = r["final"]["test_error"]
+        lines.append(
+            f"| {r['experiment']} | {r['method']} | {_fmt(test['mean'])} ± {_fmt(test['std'])} "
+            f"| {_fmt(r['paper_test_error'])} | {r['seeds']['n']} | {r['epochs']} "
+            f"({r['paper_epochs']}) | {r['data_name']} | {'; '.join(r['notes'])} |"
+        )
+    for experiment in sorted({r["experiment"] for r in runs}):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for r in runs:
+            if r["experiment"] != experiment:
+                continue
+            curve = np.asarray(r["curves"]["valid_error"], np.float64)
+            curve = curve.mean(axis=-1) if curve.ndim > 1 else curve
+            epochs = np.arange(1, len(curve) + 1)
+            keep = np.isfinite(curve)
+            if keep.any():
+                ax.plot(epochs[keep], 100 * curve[keep], label=r["method"])
+        ax.set(xlabel="epoch", ylabel="validation error (%)", yscale="log", title=experiment)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(results_dir / f"{experiment}.png", dpi=100)
+        plt.close(fig)
+        lines += ["", f"## {experiment}", "", f"![{experiment}]({experiment}.png)"]
+    path = results_dir / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
