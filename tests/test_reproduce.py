@@ -1,0 +1,118 @@
+"""The reproduction command: quick runs of every experiment, resuming, bad flags, report."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import dtp_eqx
+from dtp_eqx.__main__ import main
+
+
+def _results(path):
+    result = json.loads(path.read_text())
+    for key in ("config", "seeds", "final", "curves", "provenance", "wall_seconds"):
+        assert key in result
+    for key in ("commit", "date", "device", "jax", "finished"):
+        assert key in result["provenance"]
+    assert set(result["final"]["test_error"]) == {"mean", "std", "per_seed"}
+    return result
+
+
+@pytest.mark.parametrize("experiment", dtp_eqx.PAPER_EXPERIMENTS)
+def test_quick_mode_of_every_experiment(experiment, data_dir, tmp_path):
+    if experiment == "cifar10" and not (data_dir / "cifar10_jpeg_q75_bytes.npz").is_file():
+        pytest.skip(f"real-data test: {data_dir} holds no CIFAR-10 copy")
+    out = tmp_path / f"{experiment}.json"
+    assert main(["reproduce", experiment, "--quick", "--seeds", "2", "--out", str(out),
+                 "--data-dir", str(data_dir), "--no-progress"]) == 0
+    result = _results(out)
+    assert result["quick"] and result["epochs"] == 1 and result["seeds"]["n"] == 2
+    assert len(result["final"]["test_error"]["per_seed"]) == 2
+    assert out.with_suffix(".ckpt").exists()
+    if experiment == "cifar10":
+        assert result["lossy_data"] and "JPEG" in result["data_name"]
+
+
+def test_module_entry_point(data_dir, tmp_path):
+    """The documented command, in a fresh interpreter."""
+    out = tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "dtp_eqx", "reproduce", "mnist-deep", "--method", "dtp", "--quick",
+         "--seeds", "1", "--out", str(out), "--data-dir", str(data_dir), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "mnist-deep dtp: test error" in proc.stdout
+    assert _results(out)["method"] == "dtp"
+
+
+def test_resume_extends_a_run_to_the_same_result(data_dir, tmp_path):
+    common = ["reproduce", "mnist-deep", "--method", "bp", "--quick", "--seeds", "2",
+              "--data-dir", str(data_dir), "--no-progress", "--checkpoint-every", "1"]
+    straight, resumed = tmp_path / "straight.json", tmp_path / "resumed.json"
+    assert main(common + ["--epochs", "3", "--out", str(straight)]) == 0
+    assert main(common + ["--epochs", "2", "--out", str(resumed)]) == 0
+    assert main(common + ["--epochs", "3", "--out", str(resumed), "--resume"]) == 0
+    a, b = _results(straight), _results(resumed)
+    assert a["curves"]["test_loss"] == b["curves"]["test_loss"]
+    assert a["final"] == b["final"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["reproduce", "imagenet"], "invalid choice: 'imagenet'"),
+        (["reproduce", "mnist-deep", "--method", "adam"], "invalid choice: 'adam'"),
+        (["reproduce", "mnist-deep", "--epochs", "0"], "0 is not positive"),
+        (["reproduce", "mnist-deep", "--epochs", "-3"], "-3 is not positive"),
+        (["reproduce", "mnist-deep", "--seeds", "many"], "'many' is not an integer"),
+        (["reproduce", "mnist-deep", "--sigma", "-1"], "-1.0 is negative"),
+    ],
+)
+def test_bad_flags(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_method_that_does_not_apply(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["reproduce", "mnist-deep", "--method", "ste", "--out", str(out)]) == 2
+    assert "does not apply to mnist-deep" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_missing_data_directory_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(["reproduce", "mnist-deep", "--quick", "--out", str(out),
+                 "--data-dir", str(tmp_path / "no-such-folder")])
+    assert code == 2
+    assert "is not a directory" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["reproduce", "mnist-deep", "--quick", "--out", str(out), "--data-dir", str(empty)])
+    assert code == 2
+    assert "No MNIST data found" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_report(data_dir, tmp_path):
+    results = tmp_path / "results"
+    for method in ("dtp", "bp"):
+        out = results / f"mnist-deep-{method}.json"
+        assert main(["reproduce", "mnist-deep", "--method", method, "--quick", "--seeds", "1",
+                     "--out", str(out), "--data-dir", str(data_dir), "--no-progress"]) == 0
+        result = json.loads(out.read_text())
+        result["quick"] = False  # report leaves quick runs out; pretend these are real
+        out.write_text(json.dumps(result))
+    (results / "mnist-deep-tp.json").write_text(json.dumps({**result, "quick": True}))
+    assert main(["report", "--results-dir", str(results)]) == 0
+    readme = (results / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| mnist-deep |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["bp", "dtp"]
+    assert "1.94%" in readme and "1.86%" in readme  # the paper's numbers
+    assert (results / "mnist-deep.png").stat().st_size > 1000
