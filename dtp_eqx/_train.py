@@ -267,8 +267,9 @@ def inverse_loss(net, xb, *, sigma, key, input_noise: float = 0.0):
     return sum(per_layer), {"recon_loss": jnp.stack(per_layer)}
 
 
-def _update(group, loss_fn, model, opt_state, config, learning_rate):
+def _update(group, loss_fn, model, opt_state, config):
     """One optimizer step on the parameters labelled `group`; others held fixed."""
+    learning_rate = config.lr_forward if group == "forward" else config.lr_feedback
     diff, rest = eqx.partition(model, _spec(model, group))
     (_, metrics), grads = eqx.filter_value_and_grad(
         lambda d: loss_fn(eqx.combine(d, rest)), has_aux=True
@@ -286,7 +287,7 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
     """One training step of `phase` on a minibatch; returns `(model, opt_state, metrics)`.
 
     Args:
-        model: a `DTPNetwork`.
+        model: a `DTPNetwork`, or a `DTPLayer` auto-encoder.
         opt_state: from `init_opt_state`.
         xb: inputs, shape `(batch, n_0)`; yb: labels, shape `(batch,)`.
         key: key for the noise and the stochastic units (keyword-only).
@@ -311,12 +312,8 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
 
             return loss
 
-        model, opt_state, metrics = _update(
-            "feedback", part("decoder"), model, opt_state, config, config.lr_feedback
-        )
-        model, opt_state, _ = _update(
-            "forward", part("encoder"), model, opt_state, config, config.lr_forward
-        )
+        model, opt_state, metrics = _update("feedback", part("decoder"), model, opt_state, config)
+        model, opt_state, _ = _update("forward", part("encoder"), model, opt_state, config)
         return model, opt_state, metrics
     if phase in ("inverse", "per-batch") and len(model.layers) > 1:
         model, opt_state, m = _update(
@@ -327,7 +324,6 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
             model,
             opt_state,
             config,
-            config.lr_feedback,
         )
         metrics.update(m)
     if phase in ("forward", "per-batch", "bp"):
@@ -337,7 +333,6 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
             model,
             opt_state,
             config,
-            config.lr_forward,
         )
         metrics.update(m)
     return model, opt_state, metrics
