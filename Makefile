@@ -6,11 +6,12 @@ PYTEST_ARGS ?=
 export JAX_PLATFORMS ?= cpu
 export MPLBACKEND ?= Agg
 
-.PHONY: help test book clean
+.PHONY: help test book lab clean
 
 help:
 	@echo "make test   install .[test] into $(VENV) and run the test suite"
 	@echo "make book   install .[book] into $(VENV) and build the HTML book"
+	@echo "make lab    open the book's pages in JupyterLab, with live widgets"
 	@echo "make clean  remove the built book"
 
 $(BIN)/python:
@@ -26,13 +27,24 @@ $(VENV)/.installed-book: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[book]'
 	@touch $@
 
-test: $(VENV)/.installed-test
+# MathJax and the widget manager, pinned in book/package-lock.json, served by the book
+# itself so that the rendered HTML works offline.
+book/_vendor/.installed: book/package.json book/package-lock.json book/vendor_assets.py | $(BIN)/python
+	@command -v npm >/dev/null || { echo "npm is needed to vendor the book's JavaScript (apt-get install npm)"; exit 1; }
+	npm ci --prefix book --no-audit --no-fund --ignore-scripts --silent
+	$(BIN)/python book/vendor_assets.py
+	@touch $@
+
+test: $(VENV)/.installed-test book/_vendor/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-book: $(VENV)/.installed-book
+book: $(VENV)/.installed-book book/_vendor/.installed
 	@start=$$(date +%s); \
 	$(BIN)/jupyter-book build book -W -n --keep-going && \
-	echo "Built the book in $$(( $$(date +%s) - start )) s. Open $(CURDIR)/book/_build/html/index.html"
+	echo "Built the book in $$(( $$(date +%s) - start )) s (budget: 600 s on 2 CPU cores). Open $(CURDIR)/book/_build/html/index.html"
+
+lab: $(VENV)/.installed-book
+	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 --port 8899 --allow-root book
 
 clean:
-	rm -rf book/_build
+	rm -rf book/_build book/_vendor book/_extra

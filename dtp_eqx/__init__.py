@@ -86,6 +86,12 @@ from ._train import (
     train_epoch as train_epoch,
 )
 
+from ._widgets import (
+    figure_png as figure_png,
+    figure_slider as figure_slider,
+    quick_mode as quick_mode,
+)
+
 try:
     __version__ = version("dtp-eqx")
 except PackageNotFoundError:  # running from a source tree without installing

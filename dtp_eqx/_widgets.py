@@ -1,0 +1,60 @@
+"""Helpers for the book: quick mode, and figure sliders that work without a kernel."""
+
+from __future__ import annotations
+
+import io
+import os
+
+
+def quick_mode() -> bool:
+    """True when `DTP_EQX_QUICK=1`: book pages then train briefly (tests and CI)."""
+    return os.environ.get("DTP_EQX_QUICK", "") not in ("", "0")
+
+
+def figure_png(fig, *, dpi: int = 90) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def figure_slider(figures, labels, *, description: str = "", index: int = 0):
+    """A slider that flips through precomputed figures, in JupyterLab and in static HTML.
+
+    Each figure becomes an `ipywidgets.Image` child of an `ipywidgets.Stack`; a
+    `SelectionSlider` over `labels` is `jslink`ed to the stack's `selected_index`, so the
+    link runs in the browser and the rendered book responds without a kernel.
+
+    Args:
+        figures: matplotlib figures (closed after rendering) or PNG bytes.
+        labels: one label per figure, shown on the slider.
+        description: the slider's label (keyword-only).
+        index: the figure shown first (keyword-only).
+
+    Returns:
+        An `ipywidgets.VBox` holding the slider and the stack.
+    """
+    try:
+        import ipywidgets as widgets
+    except ImportError as err:  # pragma: no cover - the book extra brings it
+        raise ImportError("figure_slider needs ipywidgets: pip install 'dtp-eqx[book]'") from err
+    figures, labels = list(figures), [str(label) for label in labels]
+    if len(figures) != len(labels) or not figures:
+        raise ValueError(
+            f"figures and labels must have the same, nonzero length; got {len(figures)} "
+            f"figures and {len(labels)} labels."
+        )
+    images = [
+        widgets.Image(value=f if isinstance(f, bytes) else figure_png(f), format="png")
+        for f in figures
+    ]
+    stack = widgets.Stack(images, selected_index=index)
+    slider = widgets.SelectionSlider(
+        options=labels, index=index, description=description,
+        style={"description_width": "initial"}, layout=widgets.Layout(width="480px"),
+    )
+    widgets.jslink((slider, "index"), (stack, "selected_index"))
+    return widgets.VBox([slider, stack])

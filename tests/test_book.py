@@ -1,0 +1,155 @@
+"""The book: every page executes in quick mode, the build is warning-free, and the
+rendered pages work in a headless browser (widgets respond without a kernel)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _pages() -> list[str]:
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("chapters", []) + [c for p in toc.get("parts", []) for c in p["chapters"]]:
+        pages.append(part["file"])
+    return pages
+
+
+def _quick_env() -> dict:
+    return {**os.environ, "DTP_EQX_QUICK": "1", "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg"}
+
+
+@pytest.mark.parametrize("page", _pages())
+def test_page_executes_in_quick_mode(page, monkeypatch):
+    jupytext = pytest.importorskip("jupytext")
+    nbclient = pytest.importorskip("nbclient")
+    nb = jupytext.read(BOOK / f"{page}.md")
+    if not any(cell.cell_type == "code" for cell in nb.cells):
+        pytest.skip(f"{page} has no code")
+    for name, value in _quick_env().items():
+        monkeypatch.setenv(name, value)
+    start = time.perf_counter()
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3",
+        resources={"metadata": {"path": str((BOOK / page).parent)}},
+    )
+    client.execute()
+    print(f"{page}: executed in {time.perf_counter() - start:.1f} s (quick mode)")
+    errors = [
+        output for cell in nb.cells if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
+        if output.output_type == "error"
+        or (output.output_type == "stream" and output.name == "stderr"
+            and "Traceback" in output.text)
+    ]
+    assert errors == []
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """The book built in quick mode with warnings as errors, into a temporary folder."""
+    pytest.importorskip("jupyter_book")
+    if not (BOOK / "_vendor" / "widgets" / "embed-amd.js").exists():
+        pytest.skip("book assets missing: run `npm ci --prefix book && python "
+                    "book/vendor_assets.py` (make test does)")
+    out = tmp_path_factory.mktemp("book")
+    shutil.copytree(BOOK, out / "book", ignore=shutil.ignore_patterns("_build", "node_modules"))
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", str(out / "book"), "-W",
+         "-n", "--keep-going"],
+        capture_output=True, text=True, env=_quick_env(), timeout=1800,
+    )
+    return proc, out / "book" / "_build" / "html"
+
+
+def test_book_builds_without_warnings(built_book):
+    proc, html = built_book
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # -W already turns Sphinx warnings into a failure; the kernel's note that it talks
+    # over loopback TCP without encryption is harmless and the only one allowed here.
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines()
+                if "WARNING" in line and "Kernel is running over TCP" not in line]
+    assert warnings == []
+    assert (html / "index.html").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_rendered_pages_in_a_browser(built_book):
+    proc, html = built_book
+    if proc.returncode != 0:
+        pytest.skip("the book did not build (see test_book_builds_without_warnings)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("browser test: Debian's chromium is not installed "
+                    "(apt-get install chromium; .ci/run does)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", str(html)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    shots = html / "_screenshots"
+    shots.mkdir(exist_ok=True)
+    pages = [p + ".html" for p in _pages()]
+    slider_pages = []
+    try:
+        time.sleep(0.5)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--headless", "--disable-gpu",
+                      "--disable-background-networking"],
+            )
+            for page_path in pages:
+                page = browser.new_page(viewport={"width": 1200, "height": 900})
+                failed, outside, console_errors = [], [], []
+                page.on("requestfailed", lambda r: failed.append(r.url))
+                page.on("response", lambda r: failed.append(f"{r.status} {r.url}")
+                        if r.status >= 400 else None)
+                local = (f"http://127.0.0.1:{port}/", "data:", f"blob:http://127.0.0.1:{port}/")
+                page.on("request", lambda r: outside.append(r.url)
+                        if not r.url.startswith(local) else None)
+                page.on("console", lambda m: console_errors.append(m.text)
+                        if m.type == "error" and "invalid theme mode" not in m.text else None)
+                page.goto(f"http://127.0.0.1:{port}/{page_path}", wait_until="networkidle")
+                page.wait_for_timeout(1000)
+                assert failed == [], f"{page_path}: failed requests {failed}"
+                assert outside == [], f"{page_path}: requests leaving 127.0.0.1 {outside}"
+                assert page.locator(".output_error, .output.traceback").count() == 0
+                if page.locator("mjx-container").count() == 0 and "$" in (
+                        BOOK / page_path.replace(".html", ".md")).read_text():
+                    pytest.fail(f"{page_path}: math did not render")
+                sliders = page.locator(".widget-slider")
+                if sliders.count():
+                    slider_pages.append(page_path)
+                    visible = page.locator(".widget-image:visible").first
+                    before = visible.get_attribute("src")
+                    handle = sliders.first.locator(".noUi-handle, .ui-slider-handle").first
+                    handle.focus()
+                    page.keyboard.press("ArrowRight")
+                    page.wait_for_timeout(500)
+                    after = page.locator(".widget-image:visible").first.get_attribute("src")
+                    assert after != before, f"{page_path}: moving the slider changed nothing"
+                page.screenshot(path=str(shots / page_path.replace("/", "__").replace(".html", ".png")),
+                                full_page=True)
+                assert console_errors == [], f"{page_path}: console errors {console_errors}"
+                page.close()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print(f"screenshots in {shots}; pages with sliders: {slider_pages}")
