@@ -5,7 +5,8 @@ vanilla target propagation (`"tp"`) or back-propagation (`"bp"`), and look insid
 `angles_to_backprop` and `reconstruction_errors`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._autoencoder import (
     autoencoder_losses as autoencoder_losses,
@@ -93,6 +94,6 @@ from ._widgets import (
 )
 
 try:
-    __version__ = version("dtp-eqx")
-except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = _version("dtp-eqx")
+except _PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
