@@ -67,21 +67,25 @@ _EXPERIMENTS = {
         "network": dict(in_features=784, out_features=1000, activation="sigmoid", init="glorot"),
         "dataset": "mnist",
         "methods": ("dtp",),
-        "dtp": dict(sigma=0.3, lr_forward=1e-3, lr_feedback=1e-3, epochs=100),
-        "bp": dict(sigma=0.3, lr_forward=1e-3, lr_feedback=1e-3, epochs=100),
+        # 1e-3 made the reconstruction error rise again after two epochs; 3e-4 did not.
+        "dtp": dict(sigma=0.3, lr_forward=3e-4, lr_feedback=3e-4, epochs=100),
+        "bp": dict(sigma=0.3, lr_forward=3e-4, lr_feedback=3e-4, epochs=100),
         "paper": {"dtp": 0.0135},
         "settings": "ours (the original code has no auto-encoder): 784-1000 sigmoid, "
-                    "Gaussian corruption 0.3, RMSprop 1e-3; features scored by a linear probe",
+                    "Gaussian corruption 0.3, RMSprop 3e-4; features scored by a linear probe",
     },
     "cifar10": {
         "network": dict(sizes=(3072, 1000, 1000, 1000, 10), activation="tanh",
                         init="orthogonal"),
         "dataset": "cifar10",
         "methods": ("dtp", "tp", "bp"),
-        "dtp": dict(_DEEP_DTP, epochs=100),
+        # The deep tanh network's learning rates (0.0149 / 0.0050) diverged in the first
+        # epoch on these 3072-1000x3 layers; 1e-3 for both learned.
+        "dtp": dict(_DEEP_DTP, lr_forward=1e-3, lr_feedback=1e-3, epochs=100),
         "bp": dict(lr_forward=8.04437e-4, epochs=100),
         "paper": {"dtp": 1 - 0.5037, "bp": 1 - 0.5372},
-        "settings": "ours: the deep tanh network's settings (the original code has no CIFAR run)",
+        "settings": "ours (the original code has no CIFAR run): the deep tanh network's step "
+                    "and noise, learning rates 1e-3; back-prop as the deep tanh network",
     },
 }
 PAPER_EXPERIMENTS = tuple(_EXPERIMENTS)
