@@ -58,6 +58,9 @@ def write_json(path, obj) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=1)
             f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes files private; results are not
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

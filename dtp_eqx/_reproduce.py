@@ -191,16 +191,21 @@ def write_report(results_dir="results") -> Path:
         )
     for experiment in sorted({r["experiment"] for r in runs}):
         fig, ax = plt.subplots(figsize=(6, 3.5))
+        # classifiers: validation error; the auto-encoder: its reconstruction error
+        metric, scale, label = (
+            ("valid_loss", 1, "validation reconstruction error")
+            if experiment == "autoencoder" else ("valid_error", 100, "validation error (%)")
+        )
         for r in runs:
             if r["experiment"] != experiment:
                 continue
-            curve = np.asarray(r["curves"]["valid_error"], np.float64)
+            curve = np.asarray(r["curves"][metric], np.float64)
             curve = curve.mean(axis=-1) if curve.ndim > 1 else curve
             epochs = np.arange(1, len(curve) + 1)
             keep = np.isfinite(curve)
-            if keep.any():
-                ax.plot(epochs[keep], 100 * curve[keep], label=r["method"])
-        ax.set(xlabel="epoch", ylabel="validation error (%)", yscale="log", title=experiment)
+            ax.plot(epochs[keep], scale * curve[keep], marker="." if keep.sum() < 20 else None,
+                    label=r["method"])
+        ax.set(xlabel="epoch", ylabel=label, yscale="log", title=experiment)
         ax.legend()
         fig.tight_layout()
         fig.savefig(results_dir / f"{experiment}.png", dpi=100)
