@@ -210,7 +210,9 @@ def write_report(results_dir="results") -> Path:
         fig.tight_layout()
         fig.savefig(results_dir / f"{experiment}.png", dpi=100)
         plt.close(fig)
-        lines += ["", f"## {experiment}", "", f"![{experiment}]({experiment}.png)"]
+        settings = next(r["settings"] for r in runs if r["experiment"] == experiment)
+        lines += ["", f"## {experiment}", "", f"Settings: {settings}.", "",
+                  f"![{experiment}]({experiment}.png)"]
     path = results_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
