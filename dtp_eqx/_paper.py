@@ -69,7 +69,6 @@ _EXPERIMENTS = {
         "methods": ("dtp",),
         # 1e-3 made the reconstruction error rise again after two epochs; 3e-4 did not.
         "dtp": dict(sigma=0.3, lr_forward=3e-4, lr_feedback=3e-4, epochs=100),
-        "bp": dict(sigma=0.3, lr_forward=3e-4, lr_feedback=3e-4, epochs=100),
         "paper": {"dtp": 0.0135},
         "settings": "ours (the original code has no auto-encoder): 784-1000 sigmoid, "
                     "Gaussian corruption 0.3, RMSprop 3e-4; features scored by a linear probe",

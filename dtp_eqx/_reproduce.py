@@ -104,9 +104,10 @@ def reproduce(
     final = {f"{split}_error": _summary(history[f"{split}_error"][-1])
              for split in ("train", "valid", "test")}
     if experiment == "autoencoder":
+        probe_epochs = max(config.epochs // 5, 1)
         probes = [
             linear_probe(jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, model), data,
-                         key=jax.random.fold_in(train_keys[i], 10**6), epochs=config.epochs // 5 or 1,
+                         key=jax.random.fold_in(train_keys[i], 10**6), epochs=probe_epochs,
                          learning_rate=1e-2)
             for i in range(seeds)
         ]
@@ -116,7 +117,7 @@ def reproduce(
             "test_error": _summary([p["test_error"] for p in probes]),
             "reconstruction_error": _summary(history["test_loss"][-1]),
             "probe": "a linear softmax classifier on the 1000 learned features, Adam 1e-2, "
-                     f"{config.epochs // 5 or 1} epochs",
+                     f"{probe_epochs} epochs",
         }
     wall = time.perf_counter() - start
     seconds = history["seconds"]
