@@ -8,9 +8,9 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._layers import check_choice
-from ._losses import cross_entropy, reconstruction_loss
+from ._losses import check_nonnegative, cross_entropy, reconstruction_loss
 from ._network import straight_through
-from ._targets import compute_targets
+from ._targets import METHODS, compute_targets
 from ._train import Keys, TrainConfig, ensemble_size, forward_loss
 
 REFERENCES = ("bp", "ste")
@@ -96,6 +96,45 @@ def angles_to_backprop(
     )(zeros, x, y, keys)
     activation = jnp.stack([angle_degrees(t - p, -g) for t, p, g in zip(ts, ps, dl_dh)])
     return {"weight": weight, "activation": activation}
+
+
+@eqx.filter_jit
+def target_offsets(
+    net,
+    x: Float[Array, "batch n_in"],
+    y: Int[Array, " batch"],
+    *,
+    top_step: float,
+    method: str = "dtp",
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, " n_hidden"]:
+    """Per hidden layer, how far the targets sit from the activations: mean `||t_i - h_i||`.
+
+    With `top_step=0` the loss asks for no change, so any offset is the rule's own
+    error: zero for DTP (up to rounding), the inverses' reconstruction error carried
+    down for TP. For a stochastic network, targets and activations are compared as
+    probabilities (`t_i - p_i`).
+
+    Args:
+        net: a `DTPNetwork`.
+        x: inputs, shape `(batch, n_0)`; y: labels, shape `(batch,)`.
+        top_step: per-example first-target step, `>= 0` (keyword-only).
+        method: `"dtp"` or `"tp"` (keyword-only).
+        key: key for the stochastic units' samples (keyword-only).
+
+    Returns:
+        Batch means of the Euclidean offsets for layers `1 .. M-1`, shape `(M-1,)`.
+    """
+    check_choice("method", method, METHODS)
+    check_nonnegative("top_step", top_step)
+    key = jax.random.key(0) if key is None else key
+    keys = jax.random.split(key, x.shape[0])
+    hs = jax.vmap(lambda xi, k: net.activations(xi, key=k))(x, keys)
+    ts = jax.vmap(
+        lambda h, yi: compute_targets(net, h, yi, top_step=top_step, method=method)
+    )(hs, y)
+    ps = jax.vmap(net.means)(hs)
+    return jnp.stack([jnp.mean(jnp.linalg.norm(t - p, axis=-1)) for t, p in zip(ts, ps)])
 
 
 def reconstruction_errors(

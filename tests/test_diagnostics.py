@@ -67,3 +67,28 @@ def test_angles_on_a_stochastic_network(getkey):
     angles = dtp_eqx.angles_to_backprop(net, x, y, top_step=0.5, reference="ste", key=getkey())
     assert angles["weight"].shape == (2,) and jnp.isfinite(angles["weight"]).all()
     assert angles["activation"][-1] == pytest.approx(0.0, abs=0.5)
+
+
+def test_target_offsets_separate_dtp_from_tp_at_zero_step(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 5, 5, 3), key=getkey())
+    x = jax.random.normal(getkey(), (32, 6))
+    y = jnp.arange(32) % 3
+    dtp = dtp_eqx.target_offsets(net, x, y, top_step=0.0, method="dtp")
+    tp = dtp_eqx.target_offsets(net, x, y, top_step=0.0, method="tp")
+    assert dtp.shape == tp.shape == (3,)
+    assert float(jnp.max(dtp)) < 1e-5
+    # untrained inverses: TP's targets drift below the top layer, whose target is exact
+    assert float(jnp.min(tp[:-1])) > 0.05
+    assert float(tp[-1]) < 1e-5
+    # the top layer's offset is the gradient step: top_step * mean ||dL/dh||
+    hs = jax.vmap(net.activations)(x)
+    grads = jax.vmap(
+        jax.grad(lambda h, yi: dtp_eqx.cross_entropy(net.output(h), yi))
+    )(hs[-2], y)
+    moved = dtp_eqx.target_offsets(net, x, y, top_step=0.5, method="dtp")
+    expected = 0.5 * jnp.mean(jnp.linalg.norm(grads, axis=-1))
+    assert float(moved[-1]) == pytest.approx(float(expected), rel=1e-4)
+    with pytest.raises(ValueError, match="top_step=-1.0"):
+        dtp_eqx.target_offsets(net, x, y, top_step=-1.0)
+    with pytest.raises(ValueError, match="method"):
+        dtp_eqx.target_offsets(net, x, y, top_step=0.1, method="bp")
