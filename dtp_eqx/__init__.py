@@ -62,6 +62,11 @@ from ._paper import (
     paper_experiment as paper_experiment,
     paper_network as paper_network,
 )
+from ._reproduce import (
+    load_results as load_results,
+    reproduce as reproduce,
+    write_report as write_report,
+)
 from ._stochastic import StochasticBinary as StochasticBinary
 from ._targets import (
     METHODS as METHODS,

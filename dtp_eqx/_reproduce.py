@@ -156,6 +156,31 @@ def _fmt(value) -> str:
     return "" if value is None else f"{100 * value:.2f}%"
 
 
+def load_results(results_dir="results") -> dict[tuple[str, str], dict]:
+    """Read the results files written by `reproduce`, skipping quick runs.
+
+    Args:
+        results_dir: folder holding `EXPERIMENT-METHOD.json` files.
+
+    Returns:
+        `{(experiment, method): run}`, each `run` the parsed JSON: `"final"` holds the
+        train / valid / test error as `{"mean", "std", "per_seed"}`, `"curves"` the
+        per-epoch metrics with shape `(epochs, n_seeds)` (NaN where not evaluated),
+        `"config"`, `"seeds"`, `"epochs"`, `"wall_seconds"` and `"provenance"`.
+
+    Raises:
+        FileNotFoundError: when `results_dir` is not a folder.
+    """
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(
+            f"results_dir={str(results_dir)!r} is not a folder; run "
+            "`python -m dtp_eqx reproduce EXPERIMENT` to make results files."
+        )
+    runs = (json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json")))
+    return {(r["experiment"], r["method"]): r for r in runs if not r.get("quick")}
+
+
 def write_report(results_dir="results") -> Path:
     """Write `results_dir/README.md` and `results_dir/EXPERIMENT.png` from the results files.
 
@@ -169,8 +194,7 @@ def write_report(results_dir="results") -> Path:
     import matplotlib.pyplot as plt
 
     results_dir = Path(results_dir)
-    runs = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
-    runs = [r for r in runs if not r.get("quick")]
+    runs = list(load_results(results_dir).values())
     lines = [
         "# Results",
         "",

@@ -64,6 +64,8 @@ def built_book(tmp_path_factory):
                     "book/vendor_assets.py` (make test does)")
     out = tmp_path_factory.mktemp("book")
     shutil.copytree(BOOK, out / "book", ignore=shutil.ignore_patterns("_build", "node_modules"))
+    # pages read the committed reproduction results from ../results
+    shutil.copytree(ROOT / "results", out / "results", ignore=shutil.ignore_patterns("*.ckpt"))
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "jupyter-book"), "build", str(out / "book"), "-W",
          "-n", "--keep-going"],
