@@ -68,6 +68,12 @@ from ._reproduce import (
     write_report as write_report,
 )
 from ._stochastic import StochasticBinary as StochasticBinary
+from ._sweep import (
+    best_trial as best_trial,
+    default_ranges as default_ranges,
+    random_search as random_search,
+    sample_hyperparameters as sample_hyperparameters,
+)
 from ._targets import (
     METHODS as METHODS,
     compute_targets as compute_targets,
@@ -76,11 +82,13 @@ from ._targets import (
 )
 from ._train import (
     BACKPROP_METHODS as BACKPROP_METHODS,
+    HYPERPARAMETERS as HYPERPARAMETERS,
     OPTIMIZERS as OPTIMIZERS,
     SCHEDULES as SCHEDULES,
     TRAIN_METHODS as TRAIN_METHODS,
     TrainConfig as TrainConfig,
     as_key as as_key,
+    data_mesh as data_mesh,
     ensemble_size as ensemble_size,
     evaluate as evaluate,
     forward_loss as forward_loss,

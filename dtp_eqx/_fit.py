@@ -21,6 +21,7 @@ from ._train import (
     _samples,
     as_key,
     check_arrays,
+    check_hyper,
     ensemble_size,
     evaluate,
     init_opt_state,
@@ -84,6 +85,10 @@ def _per_member(fn, key, n):
     return jax.vmap(fn)(key) if n is not None else fn(key)
 
 
+def _hyper_dict(hyper: dict) -> dict:
+    return {name: np.asarray(value).tolist() for name, value in sorted(hyper.items())}
+
+
 def fit(
     model,
     data,
@@ -96,6 +101,9 @@ def fit(
     checkpoint_every: int = 5,
     resume: bool = False,
     callback=None,
+    hyper: dict | None = None,
+    mesh=None,
+    stop_on_divergence: bool = True,
 ):
     """Train `model` on `data` for `config.epochs` epochs; return `(model, history)`.
 
@@ -132,6 +140,15 @@ def fit(
             `epochs`, and keys must be those of the interrupted run) (keyword-only).
         callback: called as `callback(epoch, model, history)` after each epoch, with
             `epoch` counted from 1 (keyword-only).
+        hyper: per-member settings of an ensemble, `{name: array of shape (n_models,)}`
+            for names in `HYPERPARAMETERS` (`top_step`, `lr_forward`, `lr_feedback`,
+            `sigma`), overriding `config`: a hyperparameter sweep compiled once (see
+            `dtp_eqx.random_search`). Scalars apply to every member (keyword-only).
+        mesh: a one-axis mesh from `dtp_eqx.data_mesh()` to split every minibatch across its devices
+            (data parallel, same results as one device up to float rounding) (keyword-only).
+        stop_on_divergence: raise `FloatingPointError` when the training loss becomes
+            non-finite; with False, diverged members of an ensemble keep NaN metrics
+            while the others train on (a sweep) (keyword-only).
 
     Returns:
         The trained model and a history dict of NumPy arrays, one row per epoch:
@@ -192,12 +209,27 @@ def fit(
     phases = ("autoencoder",) if _is_autoencoder(model) else config.phases()
     n_inverses = 1 if _is_autoencoder(model) else len(model.layers) - 1
     member_shape = () if n_models is None else (n_models,)
+    hyper = {
+        name: np.asarray(value, np.float32)
+        for name, value in check_hyper(hyper).items()
+    }
+    for name, value in hyper.items():
+        if value.shape not in ((), member_shape):
+            raise ValueError(
+                f"hyper[{name!r}] has shape {value.shape}; expected a scalar or "
+                f"{member_shape} (one value per member)."
+            )
+    base_sigma = jnp.asarray(hyper["sigma"]) if "sigma" in hyper else config.sigma
     opt_state = init_opt_state(model, config)
     history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
     start_epoch = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
         (model, opt_state), meta = load_checkpoint(checkpoint, (model, opt_state))
-        if meta["config"] != _config_dict(config) or meta["n_models"] != n_models:
+        if (
+            meta["config"] != _config_dict(config)
+            or meta["n_models"] != n_models
+            or meta.get("hyper", {}) != _hyper_dict(hyper)
+        ):
             raise ValueError(
                 f"checkpoint {checkpoint} comes from another run (config "
                 f"{meta['config']}, {meta['n_models']} models); delete it or change the path."
@@ -210,6 +242,7 @@ def fit(
             "epoch": epoch,
             "n_models": n_models,
             "config": _config_dict(config),
+            "hyper": _hyper_dict(hyper),
             "history": {k: np.asarray(v).tolist() for k, v in history.items()},
         }
         save_checkpoint(checkpoint, (model, opt_state), meta)
@@ -227,14 +260,14 @@ def fit(
         for i, phase in enumerate(phases):
             model, opt_state, phase_metrics = train_epoch(
                 model, opt_state, x, y, key=keys[..., 1 + i], config=config, phase=phase,
-                sigma=config.sigma_at(epoch),
+                sigma=base_sigma * config.anneal(epoch), hyper=hyper, mesh=mesh,
             )
             metrics.update(phase_metrics)
         jax.block_until_ready((model, metrics))
         seconds = time.perf_counter() - start
         # metrics have shape (n_batches,) or (n_models, n_batches)
         train_loss = np.asarray(jnp.mean(metrics["loss"], axis=-1))
-        if not np.isfinite(train_loss).all():
+        if stop_on_divergence and not np.isfinite(train_loss).all():
             which = "" if n_models is None else (
                 f" (models {np.flatnonzero(~np.isfinite(train_loss)).tolist()})"
             )

@@ -13,7 +13,7 @@ METHODS = ("dtp", "tp")
 
 
 def top_target(
-    output, h_top: Float[Array, " n"], y, *, top_step: float
+    output, h_top: Float[Array, " n"], y, *, top_step: float | Float[Array, ""]
 ) -> Float[Array, " n"]:
     """First target `t_{M-1} = h_{M-1} - top_step * dL/dh_{M-1}` with per-example cross-entropy."""
     grad = jax.grad(lambda h: cross_entropy(output(h), y))(h_top)
@@ -25,7 +25,7 @@ def compute_targets(
     activations: tuple[Float[Array, " ..."], ...],
     y: Int[Array, ""] | int,
     *,
-    top_step: float,
+    top_step: float | Float[Array, ""],
     method: str = "dtp",
 ) -> tuple[Float[Array, " ..."], ...]:
     """Targets `(t_1, ..., t_{M-1})` for the hidden layers of one example.

@@ -11,10 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding, PartitionSpec
 from jaxtyping import Array, Float, Int, Key, PRNGKeyArray
 
 Keys = PRNGKeyArray | Key[Array, " n_models"]
 """One key, or one key per member of an ensemble."""
+Scalar = float | Float[Array, ""]
+"""A Python float, or a traced scalar (a hyperparameter vmapped over an ensemble)."""
 
 from ._layers import AbstractDTPLayer, check_choice
 from ._network import continuous, straight_through
@@ -40,11 +43,14 @@ BACKPROP_METHODS = ("bp", "ste", "bp-continuous")
 SCHEDULES = ("alternate-epoch", "per-batch")
 """When inverses train: a whole epoch before each forward epoch, or before every forward step."""
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+HYPERPARAMETERS = ("top_step", "lr_forward", "lr_feedback", "sigma")
+"""The `TrainConfig` settings that may differ between members of one compiled ensemble
+(`hyper=` of `fit` and `train_epoch`): the rest fix the program's structure."""
 """Optimizer names understood by `make_optimizer`."""
 PHASES = ("inverse", "forward", "per-batch", "bp", "autoencoder")
 
 
-def original_rmsprop(learning_rate: float) -> optax.GradientTransformation:
+def original_rmsprop(learning_rate: Scalar) -> optax.GradientTransformation:
     """The original code's centered RMSprop with momentum, built from optax.
 
     Running mean `a = 0.95 a + 0.05 g`, running square `s = 0.95 s + 0.05 g^2`,
@@ -61,14 +67,15 @@ def original_rmsprop(learning_rate: float) -> optax.GradientTransformation:
     )
 
 
-def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+def make_optimizer(name: str, learning_rate: Scalar) -> optax.GradientTransformation:
     """An optax optimizer by name: `"rmsprop"` (`original_rmsprop`), `"adam"` or `"sgd"`.
 
     Raises:
-        ValueError: for an unknown `name` or a `learning_rate` that is not positive.
+        ValueError: for an unknown `name` or a `learning_rate` that is not positive
+            (checked when it is a Python number, not an array).
     """
     check_choice("optimizer", name, OPTIMIZERS)
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0):
+    if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
         raise ValueError(f"learning_rate={learning_rate!r} must be a positive number.")
     if name == "rmsprop":
         return original_rmsprop(learning_rate)
@@ -140,11 +147,18 @@ class TrainConfig:
                 "None for a constant sigma)."
             )
 
+    def anneal(self, epoch: int) -> float:
+        """The factor `sigma` is multiplied by in epoch `epoch` (counted from 0)."""
+        return 1.0 if self.sigma_tau is None else 1 / (1 + epoch / self.sigma_tau)
+
     def sigma_at(self, epoch: int) -> float:
         """The noise standard deviation in epoch `epoch` (counted from 0)."""
-        if self.sigma_tau is None:
-            return self.sigma
-        return self.sigma / (1 + epoch / self.sigma_tau)
+        return self.sigma * self.anneal(epoch)
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The float settings a sweep may vary per model, `{name: value}` for
+        `HYPERPARAMETERS`."""
+        return {name: getattr(self, name) for name in HYPERPARAMETERS}
 
     def phases(self) -> tuple[str, ...]:
         """The passes over the training set that make up one epoch, in order."""
@@ -213,13 +227,15 @@ def training_activations(net, xb, *, input_noise: float, key):
     return jax.vmap(lambda x, k: net.activations(x, key=k))(xb, keys)
 
 
-def forward_loss(net, xb, yb, *, config: TrainConfig, key):
+def forward_loss(net, xb, yb, *, config: TrainConfig, key, top_step: Scalar | None = None):
     """Batch loss whose gradient is the forward update of `config.method`, and metrics.
 
     For DTP/TP: the sum of the layer-local losses (batch means) and the output layer's
     cross-entropy; for the back-prop methods: the cross-entropy. `xb` has shape
-    `(batch, n_0)`, `yb` `(batch,)`; `key` draws input noise and stochastic units.
+    `(batch, n_0)`, `yb` `(batch,)`; `key` draws input noise and stochastic units;
+    `top_step` overrides `config.top_step` (it may be traced).
     """
+    top_step = config.top_step if top_step is None else top_step
     if config.method == "ste":
         net = straight_through(net)
     elif config.method == "bp-continuous":
@@ -235,7 +251,7 @@ def forward_loss(net, xb, yb, *, config: TrainConfig, key):
     hs = sg(hs)
     ts = jax.vmap(
         lambda h, y: compute_targets(
-            net, h, y, top_step=config.top_step, method=config.method
+            net, h, y, top_step=top_step, method=config.method
         )
     )(hs, yb)
     total = _batch_mean(lambda h, y: output_loss(net.output, h, y), hs[-2], yb)
@@ -266,9 +282,8 @@ def inverse_loss(net, xb, *, sigma, key, input_noise: float = 0.0):
     return sum(per_layer), {"recon_loss": jnp.stack(per_layer)}
 
 
-def _update(group, loss_fn, model, opt_state, config):
+def _update(group, loss_fn, model, opt_state, config, learning_rate):
     """One optimizer step on the parameters labelled `group`; others held fixed."""
-    learning_rate = config.lr_forward if group == "forward" else config.lr_feedback
     diff, rest = eqx.partition(model, _spec(model, group))
     (_, metrics), grads = eqx.filter_value_and_grad(
         lambda d: loss_fn(eqx.combine(d, rest)), has_aux=True
@@ -282,7 +297,9 @@ def _update(group, loss_fn, model, opt_state, config):
     return model, {**opt_state, group: state}, metrics
 
 
-def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str, sigma):
+def make_step(
+    model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str, sigma, hyper=None
+):
     """One training step of `phase` on a minibatch; returns `(model, opt_state, metrics)`.
 
     Args:
@@ -295,7 +312,10 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
             or `"autoencoder"` (decoder then encoder of a `DTPLayer` auto-encoder; see
             `dtp_eqx.autoencoder_losses`).
         sigma: noise standard deviation for this step (keyword-only).
+        hyper: `{"top_step", "lr_forward", "lr_feedback"}` overriding `config`'s values,
+            as (possibly traced) scalars; missing names come from `config` (keyword-only).
     """
+    hyper = {**config.hyperparameters(), **(hyper or {})}
     metrics = {}
     inverse_key, forward_key = jax.random.split(key)
     if phase == "autoencoder":
@@ -311,8 +331,12 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
 
             return loss
 
-        model, opt_state, metrics = _update("feedback", part("decoder"), model, opt_state, config)
-        model, opt_state, _ = _update("forward", part("encoder"), model, opt_state, config)
+        model, opt_state, metrics = _update(
+            "feedback", part("decoder"), model, opt_state, config, hyper["lr_feedback"]
+        )
+        model, opt_state, _ = _update(
+            "forward", part("encoder"), model, opt_state, config, hyper["lr_forward"]
+        )
         return model, opt_state, metrics
     if phase in ("inverse", "per-batch") and len(model.layers) > 1:
         model, opt_state, m = _update(
@@ -323,21 +347,25 @@ def make_step(model, opt_state, xb, yb, *, key, config: TrainConfig, phase: str,
             model,
             opt_state,
             config,
+            hyper["lr_feedback"],
         )
         metrics.update(m)
     if phase in ("forward", "per-batch", "bp"):
         model, opt_state, m = _update(
             "forward",
-            lambda net: forward_loss(net, xb, yb, config=config, key=forward_key),
+            lambda net: forward_loss(
+                net, xb, yb, config=config, key=forward_key, top_step=hyper["top_step"]
+            ),
             model,
             opt_state,
             config,
+            hyper["lr_forward"],
         )
         metrics.update(m)
     return model, opt_state, metrics
 
 
-def _epoch_impl(model, opt_state, x, y, key, sigma, config, phase):
+def _epoch_impl(model, opt_state, x, y, key, sigma, hyper, config, phase, mesh):
     n_batches = x.shape[0] // config.batch_size
     perm_key, step_key = jax.random.split(key)
     if config.shuffle:
@@ -346,6 +374,9 @@ def _epoch_impl(model, opt_state, x, y, key, sigma, config, phase):
         idx = jnp.arange(n_batches * config.batch_size)
     xb = x[idx].reshape(n_batches, config.batch_size, x.shape[-1])
     yb = y[idx].reshape(n_batches, config.batch_size)
+    if mesh is not None:  # data parallel: each device takes a slice of every minibatch
+        split = NamedSharding(mesh, PartitionSpec(None, mesh.axis_names[0]))
+        xb, yb = jax.lax.with_sharding_constraint((xb, yb), split)
     params, static = eqx.partition(model, eqx.is_array)
 
     def body(carry, batch):
@@ -353,7 +384,7 @@ def _epoch_impl(model, opt_state, x, y, key, sigma, config, phase):
         model = eqx.combine(params, static)
         model, opt_state, metrics = make_step(
             model, opt_state, batch[0], batch[1],
-            key=batch[2], config=config, phase=phase, sigma=sigma,
+            key=batch[2], config=config, phase=phase, sigma=sigma, hyper=hyper,
         )
         return (eqx.filter(model, eqx.is_array), opt_state), metrics
 
@@ -366,7 +397,8 @@ _train_epoch = eqx.filter_jit(_epoch_impl)
 # An ensemble (models stacked along a leading axis, one key each) in one program.
 _train_epoch_ensemble = eqx.filter_jit(
     eqx.filter_vmap(
-        _epoch_impl, in_axes=(eqx.if_array(0), eqx.if_array(0), None, None, 0, None, None, None)
+        _epoch_impl,
+        in_axes=(eqx.if_array(0), eqx.if_array(0), None, None, 0, 0, 0, None, None, None),
     )
 )
 
@@ -401,7 +433,9 @@ def train_epoch(
     key: Keys,
     config: TrainConfig,
     phase: str,
-    sigma: float | None = None,
+    sigma: float | Float[Array, " n_models"] | None = None,
+    hyper: dict | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ):
     """One pass of `phase` over `(x, y)`, compiled as a `lax.scan` over minibatches.
 
@@ -419,21 +453,97 @@ def train_epoch(
             (keyword-only).
         config: a `TrainConfig` (keyword-only).
         phase: one of `"inverse"`, `"forward"`, `"per-batch"`, `"bp"` (keyword-only).
-        sigma: noise standard deviation; defaults to `config.sigma` (keyword-only).
+        sigma: noise standard deviation; defaults to `config.sigma`; for an ensemble,
+            one per member, shape `(n_models,)`, is allowed (keyword-only).
+        hyper: per-member `{"top_step", "lr_forward", "lr_feedback"}` overriding
+            `config`'s values: scalars, or arrays of shape `(n_models,)` for an ensemble
+            (a hyperparameter sweep in one program) (keyword-only).
+        mesh: a one-axis mesh from `data_mesh`: every minibatch is split across its devices
+            (data parallel; `batch_size` must be a multiple of the mesh size) and the
+            model, optimizer state and data are replicated (keyword-only).
 
     Returns:
         `(model, opt_state, metrics)`; each metric has a leading axis of length `n_batches`.
     """
     check_choice("phase", phase, PHASES)
-    sigma = config.sigma if sigma is None else sigma
+    hyper = check_hyper(hyper)
+    sigma = hyper.get("sigma", config.sigma) if sigma is None else sigma
     check_nonnegative("sigma", sigma)
     if x.shape[0] < config.batch_size:
         raise ValueError(
             f"x has {x.shape[0]} examples, fewer than batch_size={config.batch_size}."
         )
     key = as_key(key)
-    epoch = _train_epoch_ensemble if key.ndim == 1 else _train_epoch
-    return epoch(model, opt_state, x, y, key, jnp.asarray(sigma, jnp.float32), config, phase)
+    n_models = key.shape[0] if key.ndim == 1 else None
+    sigma = _member_values(sigma, n_models, "sigma")
+    hyper = {
+        name: _member_values(value, n_models, name)
+        for name, value in {**config.hyperparameters(), **(hyper or {})}.items()
+        if name != "sigma"
+    }
+    if mesh is not None:
+        model, opt_state, x, y = _replicate((model, opt_state, x, y), mesh, config.batch_size)
+    epoch = _train_epoch if n_models is None else _train_epoch_ensemble
+    return epoch(model, opt_state, x, y, key, sigma, hyper, config, phase, mesh)
+
+
+def check_hyper(hyper) -> dict:
+    """Validate a `hyper=` mapping: names from `HYPERPARAMETERS`, finite values."""
+    hyper = dict(hyper or {})
+    unknown = sorted(set(hyper) - set(HYPERPARAMETERS))
+    if unknown:
+        raise ValueError(
+            f"hyper has unknown names {unknown}; expected some of {list(HYPERPARAMETERS)}."
+        )
+    for name, value in hyper.items():
+        value = np.asarray(value)
+        if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
+            raise ValueError(f"hyper[{name!r}]={value!r} must hold finite numbers.")
+        if name != "sigma" and not (value > 0).all():
+            raise ValueError(f"hyper[{name!r}]={value!r} must be positive.")
+        if name == "sigma" and not (value >= 0).all():
+            raise ValueError(f"hyper['sigma']={value!r} must be non-negative.")
+    return hyper
+
+
+def _member_values(value, n_models, name):
+    """A setting as float32: a scalar for one model, shape `(n_models,)` for an ensemble."""
+    value = jnp.asarray(value, jnp.float32)
+    shape = () if n_models is None else (n_models,)
+    if value.ndim == 0:
+        return jnp.broadcast_to(value, shape)
+    if value.shape != shape:
+        raise ValueError(
+            f"{name} has shape {value.shape}; expected a scalar or one value per model, "
+            f"shape {shape}."
+        )
+    return value
+
+
+def data_mesh(devices=None) -> jax.sharding.Mesh:
+    """A one-axis mesh named `"data"` over `devices` (default: all of them), for the
+    `mesh=` argument of `fit` and `train_epoch`: each minibatch is split across it."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.sharding.Mesh(
+        np.asarray(devices), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+
+
+def _replicate(tree, mesh, batch_size):
+    """Place every array of `tree` on all devices of `mesh` (replicated)."""
+    if len(mesh.axis_names) != 1 or mesh.axis_types[0] != jax.sharding.AxisType.Auto:
+        raise ValueError(
+            f"mesh has axes {mesh.axis_names} of types {mesh.axis_types}; expected one "
+            "data axis of type Auto, as made by dtp_eqx.data_mesh()."
+        )
+    if batch_size % mesh.size:
+        raise ValueError(
+            f"batch_size={batch_size} does not split evenly over the mesh's {mesh.size} "
+            "devices; use a multiple of the device count."
+        )
+    replicated = NamedSharding(mesh, PartitionSpec())
+    arrays, static = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(jax.device_put(arrays, replicated), static)
 
 
 def _eval_impl(model, x, y, keys):
