@@ -181,6 +181,24 @@ def load_results(results_dir="results") -> dict[tuple[str, str], dict]:
     return {(r["experiment"], r["method"]): r for r in runs if not r.get("quick")}
 
 
+def _tp_note(run: dict) -> str:
+    """Why vanilla TP fails, in the run's own numbers."""
+    loss = np.asarray(run["curves"]["train_loss"], np.float64)[-1]
+    recon = np.asarray(run["curves"]["recon_error"], np.float64)[-1]
+    chance = np.log(run.get("n_classes", 10))
+    return (
+        "Why TP fails here: vanilla TP uses DTP's settings without the difference "
+        "correction, so every target below the top carries the reconstruction errors of "
+        "the inverses above it (book chapters 3 and 4). On this network it does not "
+        f"learn: after {run['epochs']} epochs the training cross-entropy per seed is "
+        f"{', '.join(f'{v:.2f}' for v in np.atleast_1d(loss))} (chance: ln 10 = "
+        f"{chance:.2f}), and the mean clean reconstruction error of the inverses is "
+        f"{float(np.mean(recon)):.3f}: the hidden layers have saturated into nearly "
+        "constant codes that the inverses reproduce trivially, so the targets carry no "
+        "information about the input. The paper reports no TP number for this network."
+    )
+
+
 def write_report(results_dir="results") -> Path:
     """Write `results_dir/README.md` and `results_dir/EXPERIMENT.png` from the results files.
 
@@ -238,6 +256,10 @@ def write_report(results_dir="results") -> Path:
         settings = next(r["settings"] for r in runs if r["experiment"] == experiment)
         lines += ["", f"## {experiment}", "", f"Settings: {settings}.", "",
                   f"![{experiment}]({experiment}.png)"]
+        tp = next((r for r in runs if r["experiment"] == experiment and r["method"] == "tp"),
+                  None)
+        if tp is not None:
+            lines += ["", _tp_note(tp)]
     path = results_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
