@@ -372,24 +372,27 @@ def _epoch_impl(model, opt_state, x, y, key, sigma, hyper, config, phase, mesh):
         idx = jax.random.permutation(perm_key, x.shape[0])[: n_batches * config.batch_size]
     else:
         idx = jnp.arange(n_batches * config.batch_size)
-    xb = x[idx].reshape(n_batches, config.batch_size, x.shape[-1])
-    yb = y[idx].reshape(n_batches, config.batch_size)
-    if mesh is not None:  # data parallel: each device takes a slice of every minibatch
-        split = NamedSharding(mesh, PartitionSpec(None, mesh.axis_names[0]))
-        xb, yb = jax.lax.with_sharding_constraint((xb, yb), split)
+    # Minibatches are gathered inside the scan, one at a time: an ensemble then never
+    # holds a permuted copy of the whole training set per member.
+    idx = idx.reshape(n_batches, config.batch_size)
     params, static = eqx.partition(model, eqx.is_array)
 
     def body(carry, batch):
         params, opt_state = carry
+        batch_idx, batch_key = batch
+        xb, yb = x[batch_idx], y[batch_idx]
+        if mesh is not None:  # data parallel: each device takes a slice of the minibatch
+            split = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+            xb, yb = jax.lax.with_sharding_constraint((xb, yb), split)
         model = eqx.combine(params, static)
         model, opt_state, metrics = make_step(
-            model, opt_state, batch[0], batch[1],
-            key=batch[2], config=config, phase=phase, sigma=sigma, hyper=hyper,
+            model, opt_state, xb, yb,
+            key=batch_key, config=config, phase=phase, sigma=sigma, hyper=hyper,
         )
         return (eqx.filter(model, eqx.is_array), opt_state), metrics
 
     keys = jax.random.split(step_key, n_batches)
-    (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), (xb, yb, keys))
+    (params, opt_state), metrics = jax.lax.scan(body, (params, opt_state), (idx, keys))
     return eqx.combine(params, static), opt_state, metrics
 
 
