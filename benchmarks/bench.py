@@ -8,9 +8,12 @@ Measures, with compilation timed separately and excluded from throughput:
    3072-1000x3-10 network, and the ratio DTP (inverse + forward epoch) / BP epoch;
 2. throughput of N seeds vmapped in one program against the same N runs one after
    another (N = 1, 4, 8, 16; a full alternate-epoch DTP epoch on the 7x240 network);
-3. memory: XLA's own account of each compiled epoch (arguments + outputs +
+3. XLA's count of floating-point operations per minibatch step (its cost analysis of
+   the compiled scan body), whose DTP/BP ratio is what the time ratio would be if every
+   operation ran at the same speed;
+4. memory: XLA's own account of each compiled epoch (arguments + outputs +
    temporaries) and the process's peak resident memory;
-4. time to first step: the first call of each epoch program (tracing + compilation +
+5. time to first step: the first call of each epoch program (tracing + compilation +
    one epoch) minus a steady-state epoch.
 
 Inputs are random arrays of the datasets' shapes: throughput does not depend on the
@@ -73,20 +76,29 @@ def _time_calls(fn, repeats: int) -> tuple[float, float]:
     return first, statistics.median(times)
 
 
-def _compiled_bytes(model, opt_state, x, y, key, config, phase) -> int | None:
-    """XLA's memory account of one compiled epoch: arguments + outputs + temporaries."""
+def _compiled_costs(model, opt_state, x, y, key, config, phase) -> tuple[int | None, float | None]:
+    """XLA's account of one compiled epoch: its memory (arguments + outputs +
+    temporaries, bytes) and its floating-point operations."""
     hyper = {k: jnp.float32(v) for k, v in config.hyperparameters().items() if k != "sigma"}
     try:
         compiled = _train._train_epoch.lower(
             model, opt_state, x, y, key, jnp.float32(config.sigma), hyper, config, phase, None
         ).compile().compiled
+    except Exception:  # noqa: BLE001 - not every backend can compile ahead of time
+        return None, None
+    try:
         stats = compiled.memory_analysis()
+        memory = int(stats.argument_size_in_bytes + stats.output_size_in_bytes
+                     + stats.temp_size_in_bytes)
     except Exception:  # noqa: BLE001 - not every backend reports memory
-        return None
-    if stats is None:
-        return None
-    return int(stats.argument_size_in_bytes + stats.output_size_in_bytes
-               + stats.temp_size_in_bytes)
+        memory = None
+    try:
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        flops = float(cost["flops"])
+    except Exception:  # noqa: BLE001
+        flops = None
+    return memory, flops
 
 
 def bench_network(name: str, repeats: int, n_train: int | None) -> dict:
@@ -105,15 +117,19 @@ def bench_network(name: str, repeats: int, n_train: int | None) -> dict:
             return dtp_eqx.train_epoch(net, opt_state, x, y, key=key, config=config, phase=phase)
 
         first, steady = _time_calls(run, repeats)
+        memory, flops = _compiled_costs(net, opt_state, x, y, key, config, phase)
         row[phase] = {
             "examples_per_second": n / steady,
             "seconds_per_epoch": steady,
             "first_call_seconds": first,
             "compile_seconds": max(first - steady, 0.0),
-            "compiled_bytes": _compiled_bytes(net, opt_state, x, y, key, config, phase),
+            "compiled_bytes": memory,
+            "xla_flops_per_step": flops,
         }
     dtp = row["inverse"]["seconds_per_epoch"] + row["forward"]["seconds_per_epoch"]
     row["dtp_over_bp"] = dtp / row["bp"]["seconds_per_epoch"]
+    flops = [row[p]["xla_flops_per_step"] for p in ("inverse", "forward", "bp")]
+    row["dtp_over_bp_flops"] = None if None in flops else (flops[0] + flops[1]) / flops[2]
     row["dtp_first_step_seconds"] = (
         row["inverse"]["compile_seconds"] + row["forward"]["compile_seconds"]
     )
@@ -185,15 +201,18 @@ def print_table(result: dict) -> None:
     print(f"\ndtp_eqx benchmark on {result['provenance']['device']} "
           f"({result['provenance']['cpu_count']} CPUs), jax {result['provenance']['jax']}")
     print(f"\n{'network':<20}{'phase':<10}{'examples/s':>12}{'s/epoch':>9}"
-          f"{'compile s':>11}{'compiled MB':>13}")
+          f"{'compile s':>11}{'compiled MB':>13}{'MFLOP/step':>13}")
     for name, row in result["networks"].items():
         for phase in ("inverse", "forward", "bp"):
             r = row[phase]
+            gf = "" if r["xla_flops_per_step"] is None else f"{r['xla_flops_per_step'] / 1e6:.0f}"
             mb = "" if r["compiled_bytes"] is None else f"{r['compiled_bytes'] / 2**20:.1f}"
             print(f"{name:<20}{phase:<10}{r['examples_per_second']:>12.0f}"
-                  f"{r['seconds_per_epoch']:>9.3f}{r['compile_seconds']:>11.2f}{mb:>13}")
+                  f"{r['seconds_per_epoch']:>9.3f}{r['compile_seconds']:>11.2f}{mb:>13}{gf:>13}")
+        flop_ratio = row["dtp_over_bp_flops"]
         print(f"{name:<20}{'DTP/BP':<10}{row['dtp_over_bp']:>12.2f}   "
-              f"(goal <= {GOALS['dtp_over_bp']}: {_mark(row['dtp_over_bp'] <= GOALS['dtp_over_bp'])})")
+              f"(goal <= {GOALS['dtp_over_bp']}: {_mark(row['dtp_over_bp'] <= GOALS['dtp_over_bp'])}"
+              + ("" if flop_ratio is None else f"; FLOP ratio {flop_ratio:.2f}") + ")")
     seeds = result["seeds"]
     print(f"\nseeds (7x240 DTP epoch, {seeds['examples_per_epoch']} examples; one seed "
           f"{seeds['one_seed_epoch_seconds']:.3f} s)")
