@@ -43,7 +43,8 @@ def autoencoder_losses(
         key: key for the corruption (keyword-only).
 
     Returns:
-        `{"decoder": scalar, "encoder": scalar}`, each summed over units.
+        A dict of two scalars, each summed over units, under the keys `"decoder"`
+        and `"encoder"`.
     """
     check_nonnegative("sigma", sigma)
     x_noisy = x + sigma * jax.random.normal(key, x.shape, x.dtype)
@@ -110,8 +111,9 @@ def linear_probe(
             (keyword-only).
 
     Returns:
-        `{"classifier": eqx.nn.Linear, "train_loss": (epochs,), "valid_error": float,
-        "test_error": float}` (errors are NaN for a missing split).
+        A dict with the trained `"classifier"` (an `eqx.nn.Linear`), `"train_loss"`
+        (shape `(epochs,)`), and the floats `"valid_error"` and `"test_error"` (NaN for
+        a missing split).
 
     Example:
         >>> result = dtp_eqx.linear_probe(autoencoder, data, key=jax.random.key(0))

@@ -43,7 +43,7 @@ def angles_to_backprop(
     x: Float[Array, "batch n_in"],
     y: Int[Array, " batch"],
     *,
-    top_step: float,
+    top_step: float | Float[Array, ""],
     method: str = "dtp",
     reference: str = "bp",
     key: PRNGKeyArray | None = None,
@@ -67,8 +67,8 @@ def angles_to_backprop(
         key: key for the stochastic units' samples (keyword-only).
 
     Returns:
-        `{"weight": (M-1,), "activation": (M-1,)}` angles for layers `1 .. M-1`
-        (NaN where the reference gradient is zero).
+        A dict of angles for layers `1 .. M-1`, each of shape `(M-1,)`, under the keys
+        `"weight"` and `"activation"` (NaN where the reference gradient is zero).
     """
     check_choice("reference", reference, REFERENCES)
     key = jax.random.key(0) if key is None else key
@@ -104,7 +104,7 @@ def target_offsets(
     x: Float[Array, "batch n_in"],
     y: Int[Array, " batch"],
     *,
-    top_step: float,
+    top_step: float | Float[Array, ""],
     method: str = "dtp",
     key: PRNGKeyArray | None = None,
 ) -> Float[Array, " n_hidden"]:

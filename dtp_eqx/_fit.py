@@ -151,7 +151,7 @@ def fit(
             while the others train on (a sweep) (keyword-only).
 
     Returns:
-        The trained model and a history dict of NumPy arrays, one row per epoch:
+        The trained model and a history dict of NumPy arrays with one row per epoch, with keys
         `train_loss`, `train_error` (running means over the epoch's forward pass),
         `valid_loss`, `valid_error`, `test_loss`, `test_error` (NaN without that split),
         `recon_error` (shape `(epochs, M - 2)`: clean reconstruction error of layers

@@ -26,7 +26,7 @@ class DTPNetwork(eqx.Module):
 
     `units` chooses the hidden units:
 
-    - `"continuous"`: `DTPLayer`s, `h_i = s(W_i h_{i-1} + b_i)`.
+    - `"continuous"`: `DTPLayer` layers, `h_i = s(W_i h_{i-1} + b_i)`.
     - `"sign"`: the paper's discrete network: layer 1 is a `DTPLayer` and every later
       layer a `DiscreteDTPLayer`, which reads only the sign of its input (and whose
       feedback reads the sign of its output).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
 from jaxtyping import PRNGKeyArray
 
 from ._layers import DTPLayer, check_choice
@@ -106,6 +107,12 @@ def paper_network(experiment: str, *, key: PRNGKeyArray) -> DTPNetwork | DTPLaye
         (784, 500, 500, 10)
     """
     check_choice("experiment", experiment, PAPER_EXPERIMENTS)
+    return _build(experiment, key)
+
+
+@eqx.filter_jit
+def _build(experiment: str, key):
+    # Compiled: the orthogonal initialisations, run op by op, take seconds on a CPU.
     kwargs = _EXPERIMENTS[experiment]["network"]
     if "sizes" in kwargs:
         return DTPNetwork(**kwargs, key=key)

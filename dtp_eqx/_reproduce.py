@@ -163,7 +163,7 @@ def load_results(results_dir="results") -> dict[tuple[str, str], dict]:
         results_dir: folder holding `EXPERIMENT-METHOD.json` files.
 
     Returns:
-        `{(experiment, method): run}`, each `run` the parsed JSON: `"final"` holds the
+        A dict from `(experiment, method)` to the parsed JSON of that run, where `"final"` holds the
         train / valid / test error as `{"mean", "std", "per_seed"}`, `"curves"` the
         per-epoch metrics with shape `(epochs, n_seeds)` (NaN where not evaluated),
         `"config"`, `"seeds"`, `"epochs"`, `"wall_seconds"` and `"provenance"`.

@@ -30,7 +30,7 @@ def sample_hyperparameters(
         key: a `jax.random` key (keyword-only).
 
     Returns:
-        `{name: array of shape (n_trials,)}` (float32).
+        A dict from each name in `ranges` to a float32 array of shape `(n_trials,)`.
     """
     if not (isinstance(n_trials, int) and not isinstance(n_trials, bool) and n_trials >= 1):
         raise ValueError(f"n_trials={n_trials!r} must be a positive integer.")
@@ -104,7 +104,7 @@ def random_search(
         eval_every: evaluate every this many epochs and after the last (keyword-only).
 
     Returns:
-        A dict with `"hyper"` (`{name: (n_trials,)}`), `"valid_error"` and
+        A dict with `"hyper"` (arrays of shape `(n_trials,)` by name), `"valid_error"` and
         `"test_error"` (`(n_trials,)`, last epoch), `"history"` (as from `fit`, with a
         trial axis after the epoch axis), `"best"` (the best trial's index),
         `"best_hyper"` (`{name: float}`) and `"model"` (the trained ensemble).

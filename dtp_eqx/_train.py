@@ -43,10 +43,10 @@ BACKPROP_METHODS = ("bp", "ste", "bp-continuous")
 SCHEDULES = ("alternate-epoch", "per-batch")
 """When inverses train: a whole epoch before each forward epoch, or before every forward step."""
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
+"""Optimizer names understood by `make_optimizer`."""
 HYPERPARAMETERS = ("top_step", "lr_forward", "lr_feedback", "sigma")
 """The `TrainConfig` settings that may differ between members of one compiled ensemble
 (`hyper=` of `fit` and `train_epoch`): the rest fix the program's structure."""
-"""Optimizer names understood by `make_optimizer`."""
 PHASES = ("inverse", "forward", "per-batch", "bp", "autoencoder")
 
 
@@ -90,7 +90,8 @@ class TrainConfig:
     deep tanh settings (paper notes, section 2) with `top_step = eta / batch_size`.
 
     Attributes:
-        method: `"dtp"`, `"tp"` or `"bp"` (back-propagation baseline).
+        method: one of `TRAIN_METHODS`: `"dtp"`, `"tp"`, or the back-prop baselines
+            `"bp"`, `"ste"` and `"bp-continuous"`.
         schedule: `"alternate-epoch"` (an epoch of inverse updates, then an epoch of
             forward updates, as the original code) or `"per-batch"` (inverse then forward
             update on every minibatch, as the paper's Algorithm 1). Ignored by `"bp"`.
