@@ -75,3 +75,24 @@ def test_readme_shows_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_benchmark_scripts_parse():
+    """The benchmark command answers --help and the GPU check is valid bash (both run
+    for real only on demand: they time things, which tests must not)."""
+    import subprocess
+
+    bench = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--help"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert bench.returncode == 0, bench.stderr
+    assert "--seeds" in bench.stdout and "--quick" in bench.stdout
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--repeats", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 2 and "--repeats must be positive" in bad.stderr
+    check = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
