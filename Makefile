@@ -4,7 +4,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 export JAX_PLATFORMS ?= cpu
-export MPLBACKEND ?= Agg
 
 .PHONY: help test book lab clean
 

@@ -80,13 +80,14 @@ def compute_targets(
     # ps[i - 1] is p_i = f_i(h_{i-1}), which is h_i itself for deterministic units.
     ps = net.means(hs)
     # The first target is a step on the sample h_{M-1}, moved onto p_{M-1}.
-    t = ps[-1] + top_target(net.output, hs[-2], y, top_step=top_step) - hs[-2]
+    # Differences first: a zero step then gives targets exactly on the activations.
+    t = ps[-1] + (top_target(net.output, hs[-2], y, top_step=top_step) - hs[-2])
     targets = [t]
     # net.layers[i - 1] is layer i, whose feedback g_i maps layer i's space to layer i-1's.
     for i in range(len(net.layers), 1, -1):
         g = net.layers[i - 1].inverse
         if method == "dtp":
-            t = ps[i - 2] + g(t) - g(ps[i - 1])
+            t = ps[i - 2] + (g(t) - g(ps[i - 1]))
         else:
             t = g(t)
         targets.append(t)

@@ -26,7 +26,9 @@ def _pages() -> list[str]:
 
 
 def _quick_env() -> dict:
-    return {**os.environ, "DTP_EQX_QUICK": "1", "JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg"}
+    # the kernel's own inline backend: with MPLBACKEND=Agg, figures would vanish
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    return {**env, "DTP_EQX_QUICK": "1", "JAX_PLATFORMS": "cpu"}
 
 
 @pytest.mark.parametrize("page", _pages())
@@ -83,6 +85,10 @@ def test_book_builds_without_warnings(built_book):
                 if "WARNING" in line and "Kernel is running over TCP" not in line]
     assert warnings == []
     assert (html / "index.html").exists()
+    # pages that draw with matplotlib show their figures (inline images, not only sliders)
+    for page in _pages():
+        if "plt." in (BOOK / f"{page}.md").read_text():
+            assert "_images/" in (html / f"{page}.html").read_text(), f"{page}: no figure"
 
 
 def _free_port() -> int:
