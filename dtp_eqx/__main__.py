@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv_used = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv_used)
     if args.command == "report":
         from ._reproduce import write_report
 
@@ -117,7 +119,9 @@ def main(argv=None) -> int:
             args.experiment, args.method, seeds=args.seeds, seed=args.seed,
             data_dir=args.data_dir, out=args.out, quick=args.quick, resume=args.resume,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-            progress=not args.no_progress, **overrides,
+            progress=not args.no_progress,
+            command="python -m dtp_eqx " + " ".join(shlex.quote(a) for a in argv_used),
+            **overrides,
         )
     except (FileNotFoundError, ValueError, FloatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)

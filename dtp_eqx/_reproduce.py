@@ -57,6 +57,7 @@ def reproduce(
     resume: bool = False,
     checkpoint_every: int = 5,
     eval_every: int = 1,
+    command: str | None = None,
     progress: bool = True,
     **overrides,
 ) -> dict:
@@ -74,6 +75,7 @@ def reproduce(
         quick: a few hundred examples for one epoch, to test the pipeline.
         resume: continue from the checkpoint of an interrupted run.
         checkpoint_every, eval_every: passed to `dtp_eqx.fit`.
+        command: the command line that asked for this run, recorded in the results file.
         progress: show progress bars.
         **overrides: `TrainConfig` fields replacing the original settings, e.g. `epochs=10`.
 
@@ -138,6 +140,8 @@ def reproduce(
         "epochs": config.epochs,
         "paper_epochs": paper_epochs,
         "seeds": {"n": seeds, "init": seed, "train": seed + 1},
+        "eval_every": eval_every,
+        "command": command,
         "config": dataclasses.asdict(config),
         "settings": info["settings"],
         "paper_test_error": info["paper"].get(method),

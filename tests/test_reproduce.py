@@ -29,6 +29,8 @@ def test_quick_mode_of_every_experiment(experiment, data_dir, tmp_path):
                  "--data-dir", str(data_dir), "--no-progress"]) == 0
     result = _results(out)
     assert result["quick"] and result["epochs"] == 1 and result["seeds"]["n"] == 2
+    assert result["command"].startswith(f"python -m dtp_eqx reproduce {experiment} --quick")
+    assert result["eval_every"] == 1
     assert len(result["final"]["test_error"]["per_seed"]) == 2
     assert out.with_suffix(".ckpt").exists()
     if experiment == "cifar10":
