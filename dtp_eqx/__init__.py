@@ -98,6 +98,7 @@ from ._train import (
     make_step as make_step,
     original_rmsprop as original_rmsprop,
     param_labels as param_labels,
+    sample_probabilities as sample_probabilities,
     train_epoch as train_epoch,
 )
 

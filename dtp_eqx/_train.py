@@ -634,6 +634,44 @@ def evaluate(
     return {"loss": loss / n, "error": wrong / n}
 
 
+def sample_probabilities(
+    model, x: Float[Array, "n n_in"], *, key: PRNGKeyArray, n_samples: int = 100
+) -> Float[Array, "n_samples n n_classes"]:
+    """Class probabilities of `n_samples` sampled networks, one row per sample.
+
+    The samples are those `evaluate(model, x, y, key=key, n_samples=n_samples)` draws
+    when `x` fits in one evaluation chunk (10,000 examples), so the mean over the first
+    axis gives `evaluate`'s averaged prediction, and its first `S` rows show how the
+    test error depends on the number of samples averaged.
+
+    Args:
+        model: a `DTPNetwork` with stochastic units.
+        x: inputs, shape `(n, n_in)`.
+        key: key for the samples (keyword-only).
+        n_samples: how many sampled networks, `>= 1` (keyword-only).
+
+    Returns:
+        Probabilities of shape `(n_samples, n, n_classes)`.
+    """
+    if not (isinstance(n_samples, int) and n_samples >= 1):
+        raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
+    if not _samples(model):
+        raise ValueError(
+            "sample_probabilities needs a network whose units sample (units='bernoulli', "
+            "not in inference mode); use jax.nn.softmax(jax.vmap(model)(x)) otherwise."
+        )
+    return _sample_probabilities(model, jnp.asarray(x), jax.random.split(as_key(key), n_samples))
+
+
+@eqx.filter_jit
+def _sample_probabilities(model, x, keys):
+    def one_sample(key):
+        logits = jax.vmap(lambda xi, ki: model(xi, key=ki))(x, jax.random.split(key, x.shape[0]))
+        return jax.nn.softmax(logits, axis=-1)
+
+    return jax.lax.map(one_sample, keys)
+
+
 def _is_autoencoder(model) -> bool:
     return isinstance(model, AbstractDTPLayer)
 

@@ -52,3 +52,19 @@ def test_gradients(getkey):
     assert jnp.all(ste == 2.0)
     # the straight-through sample has the same values
     assert jnp.array_equal(ste_unit(p, key=key), dtp_eqx.StochasticBinary()(p, key=key))
+
+
+def test_sample_probabilities_average_to_evaluate(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 5, 3), activation="sigmoid", units="bernoulli", key=getkey())
+    x = jax.random.uniform(getkey(), (40, 6))
+    y = jnp.arange(40) % 3
+    key = getkey()
+    probs = dtp_eqx.sample_probabilities(net, x, key=key, n_samples=7)
+    assert probs.shape == (7, 40, 3)
+    np.testing.assert_allclose(np.sum(probs, axis=-1), 1.0, rtol=1e-5)
+    # different samples differ, and their average is evaluate's prediction
+    assert not np.allclose(probs[0], probs[1])
+    error = np.mean(np.argmax(np.mean(probs, axis=0), axis=-1) != np.asarray(y))
+    assert dtp_eqx.evaluate(net, x, y, key=key, n_samples=7)["error"] == pytest.approx(error)
+    with pytest.raises(ValueError, match="sample"):
+        dtp_eqx.sample_probabilities(eqx.nn.inference_mode(net), x, key=key)
