@@ -96,3 +96,11 @@ def test_benchmark_scripts_parse():
     check = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_api_reference_lists_every_public_name():
+    text = (ROOT / "book" / "api.md").read_text()
+    public = [n for n in dir(dtp_eqx)
+              if not n.startswith("_") and not inspect.ismodule(getattr(dtp_eqx, n))]
+    missing = [n for n in public if f"dtp_eqx.{n}" not in text]
+    assert missing == [], f"book/api.md does not document {missing}"
