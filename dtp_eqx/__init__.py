@@ -89,6 +89,7 @@ from ._train import (
     TrainConfig as TrainConfig,
     as_key as as_key,
     data_mesh as data_mesh,
+    ensemble_member as ensemble_member,
     ensemble_size as ensemble_size,
     evaluate as evaluate,
     forward_loss as forward_loss,

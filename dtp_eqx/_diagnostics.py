@@ -73,12 +73,15 @@ def angles_to_backprop(
     check_choice("reference", reference, REFERENCES)
     key = jax.random.key(0) if key is None else key
 
-    def weight_grads(config):
-        grads = eqx.filter_grad(lambda n: forward_loss(n, x, y, config=config, key=key)[0])(net)
+    def weight_grads(config, step=None):
+        grads = eqx.filter_grad(
+            lambda n: forward_loss(n, x, y, config=config, key=key, top_step=step)[0]
+        )(net)
         return [layer.forward.weight for layer in grads.layers]
 
     bp = weight_grads(TrainConfig(method=reference))
-    tp = weight_grads(TrainConfig(method=method, top_step=top_step))
+    # the step is passed on its own: it may be traced (one compilation for many steps)
+    tp = weight_grads(TrainConfig(method=method), top_step)
     weight = jnp.stack([angle_degrees(a, b) for a, b in zip(tp, bp)])
 
     # Same per-example keys as forward_loss (no input noise): split(key)[1], then per example.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import equinox as eqx
+import jax
 from jaxtyping import PRNGKeyArray
 
 from ._layers import DTPLayer, check_choice
@@ -107,16 +108,22 @@ def paper_network(experiment: str, *, key: PRNGKeyArray) -> DTPNetwork | DTPLaye
         (784, 500, 500, 10)
     """
     check_choice("experiment", experiment, PAPER_EXPERIMENTS)
-    return _build(experiment, key)
-
-
-@eqx.filter_jit
-def _build(experiment: str, key):
+    if isinstance(key, jax.core.Tracer):
+        # Under vmap (an ensemble), stay traced: XLA's CPU compilation of a batched
+        # orthogonal initialisation inside jit can take minutes.
+        return _build(experiment, key)
     # Compiled: the orthogonal initialisations, run op by op, take seconds on a CPU.
+    return _build_jit(experiment, key)
+
+
+def _build(experiment: str, key):
     kwargs = _EXPERIMENTS[experiment]["network"]
     if "sizes" in kwargs:
         return DTPNetwork(**kwargs, key=key)
     return DTPLayer(**kwargs, key=key)
+
+
+_build_jit = eqx.filter_jit(_build)
 
 
 def paper_experiment(experiment: str) -> dict:

@@ -428,6 +428,23 @@ def ensemble_size(model) -> int | None:
     return int(weight.shape[0]) if weight.ndim == 3 else None
 
 
+def ensemble_member(model, i: int):
+    """Member `i` of an ensemble (see `ensemble_size`), as an ordinary model.
+
+    Example:
+        >>> nets = eqx.filter_vmap(lambda k: dtp_eqx.DTPNetwork((4, 3, 2), key=k))(
+        ...     jax.random.split(jax.random.key(0), 8))
+        >>> dtp_eqx.ensemble_member(nets, 3).output.weight.shape
+        (2, 3)
+    """
+    n = ensemble_size(model)
+    if n is None:
+        raise ValueError("model is not an ensemble (its weights have no leading member axis).")
+    if not -n <= i < n:
+        raise IndexError(f"i={i} is out of range for an ensemble of {n} members.")
+    return jax.tree.map(lambda a: a[i] if eqx.is_array(a) else a, model)
+
+
 def train_epoch(
     model,
     opt_state: dict,

@@ -1,6 +1,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import dtp_eqx
@@ -92,3 +93,14 @@ def test_target_offsets_separate_dtp_from_tp_at_zero_step(getkey):
         dtp_eqx.target_offsets(net, x, y, top_step=-1.0)
     with pytest.raises(ValueError, match="method"):
         dtp_eqx.target_offsets(net, x, y, top_step=0.1, method="bp")
+
+
+def test_angles_accept_a_traced_top_step(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 5, 5, 3), key=getkey())
+    x = jax.random.normal(getkey(), (16, 6))
+    y = jnp.arange(16) % 3
+    steps = jnp.array([0.01, 0.1])
+    traced = jax.vmap(lambda s: dtp_eqx.angles_to_backprop(net, x, y, top_step=s)["weight"])(steps)
+    for i, step in enumerate([0.01, 0.1]):
+        plain = dtp_eqx.angles_to_backprop(net, x, y, top_step=step)["weight"]
+        np.testing.assert_allclose(traced[i], plain, atol=1e-3)

@@ -127,3 +127,14 @@ def test_raw_uint32_keys_are_accepted(getkey):
     _, history = dtp_eqx.fit(_make(getkey()), _data(getkey()), CONFIG, key=jax.random.PRNGKey(0),
                              progress=False)
     assert history["train_loss"].shape == (3,)
+
+
+def test_ensemble_member(getkey):
+    keys = jax.random.split(getkey(), 3)
+    ensemble = eqx.filter_vmap(_make)(keys)
+    assert tree_allclose(dtp_eqx.ensemble_member(ensemble, 1), _make(keys[1]))
+    assert dtp_eqx.ensemble_size(dtp_eqx.ensemble_member(ensemble, -1)) is None
+    with pytest.raises(IndexError, match="i=3"):
+        dtp_eqx.ensemble_member(ensemble, 3)
+    with pytest.raises(ValueError, match="not an ensemble"):
+        dtp_eqx.ensemble_member(_make(keys[0]), 0)
