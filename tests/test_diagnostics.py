@@ -103,4 +103,5 @@ def test_angles_accept_a_traced_top_step(getkey):
     traced = jax.vmap(lambda s: dtp_eqx.angles_to_backprop(net, x, y, top_step=s)["weight"])(steps)
     for i, step in enumerate([0.01, 0.1]):
         plain = dtp_eqx.angles_to_backprop(net, x, y, top_step=step)["weight"]
-        np.testing.assert_allclose(traced[i], plain, atol=1e-3)
+        # arccos near 0 degrees turns float rounding into a few hundredths of a degree
+        np.testing.assert_allclose(traced[i], plain, atol=0.1)
