@@ -37,6 +37,15 @@ def _loss_with_shifts(net, x, y, key, shifts):
     return cross_entropy(net.output(h), y)
 
 
+def _batch_targets(net, x, y, keys, top_step, method):
+    """Activations (one key per example), targets and the means targets are compared with."""
+    hs = jax.vmap(lambda xi, k: net.activations(xi, key=k))(x, keys)
+    ts = jax.vmap(
+        lambda h, yi: compute_targets(net, h, yi, top_step=top_step, method=method)
+    )(hs, y)
+    return hs, ts, jax.vmap(net.means)(hs)
+
+
 @eqx.filter_jit
 def angles_to_backprop(
     net,
@@ -86,11 +95,7 @@ def angles_to_backprop(
 
     # Same per-example keys as forward_loss (no input noise): split(key)[1], then per example.
     keys = jax.random.split(jax.random.split(key)[1], x.shape[0])
-    hs = jax.vmap(lambda xi, k: net.activations(xi, key=k))(x, keys)
-    ts = jax.vmap(
-        lambda h, yi: compute_targets(net, h, yi, top_step=top_step, method=method)
-    )(hs, y)
-    ps = jax.vmap(net.means)(hs)
+    hs, ts, ps = _batch_targets(net, x, y, keys, top_step, method)
     ref_net = straight_through(net) if reference == "ste" else net
     zeros = tuple(jnp.zeros(h.shape[1:], h.dtype) for h in hs[1:-1])
     dl_dh = jax.vmap(
@@ -131,12 +136,7 @@ def target_offsets(
     check_choice("method", method, METHODS)
     check_nonnegative("top_step", top_step)
     key = jax.random.key(0) if key is None else key
-    keys = jax.random.split(key, x.shape[0])
-    hs = jax.vmap(lambda xi, k: net.activations(xi, key=k))(x, keys)
-    ts = jax.vmap(
-        lambda h, yi: compute_targets(net, h, yi, top_step=top_step, method=method)
-    )(hs, y)
-    ps = jax.vmap(net.means)(hs)
+    _, ts, ps = _batch_targets(net, x, y, jax.random.split(key, x.shape[0]), top_step, method)
     return jnp.stack([jnp.mean(jnp.linalg.norm(t - p, axis=-1)) for t, p in zip(ts, ps)])
 
 
