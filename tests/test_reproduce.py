@@ -118,3 +118,19 @@ def test_report(data_dir, tmp_path):
     assert [row.split("|")[2].strip() for row in rows] == ["bp", "dtp"]
     assert "1.94%" in readme and "1.86%" in readme  # the paper's numbers
     assert (results / "mnist-deep.png").stat().st_size > 1000
+
+
+def test_load_results_skips_quick_runs(tmp_path):
+    import json
+
+    import dtp_eqx
+
+    for name, quick in (("mnist-deep-dtp", False), ("mnist-deep-bp", True)):
+        experiment, method = name.rsplit("-", 1)
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps({"experiment": experiment, "method": method, "quick": quick})
+        )
+    runs = dtp_eqx.load_results(tmp_path)
+    assert list(runs) == [("mnist-deep", "dtp")]
+    with pytest.raises(FileNotFoundError, match="results_dir="):
+        dtp_eqx.load_results(tmp_path / "missing")
