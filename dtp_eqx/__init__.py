@@ -47,6 +47,7 @@ from ._losses import (
     cross_entropy as cross_entropy,
     layer_loss as layer_loss,
     output_loss as output_loss,
+    network_reconstruction_losses as network_reconstruction_losses,
     reconstruction_loss as reconstruction_loss,
 )
 from ._network import (

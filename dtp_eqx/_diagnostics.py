@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from ._layers import check_choice
-from ._losses import check_nonnegative, cross_entropy, reconstruction_loss
+from ._losses import check_nonnegative, cross_entropy, network_reconstruction_losses
 from ._network import straight_through
 from ._targets import METHODS, compute_targets
 from ._train import Keys, TrainConfig, ensemble_size, forward_loss
@@ -145,6 +145,9 @@ def reconstruction_errors(
 ) -> Float[Array, "*n_models n_inverses"]:
     """Clean reconstruction error `||g_i(f_i(h_{i-1})) - h_{i-1}||^2` of layers 2 .. M-1.
 
+    In a stochastic network `h_{i-1}` is the probability `p_{i-1}` and `f_i` reads a
+    sample of it (see `dtp_eqx.reconstruction_loss`).
+
     Args:
         net: a `DTPNetwork`.
         x: inputs, shape `(n, n_0)`.
@@ -166,12 +169,12 @@ def _reconstruction_errors_impl(net, x, key):
     else:
         keys = jax.random.split(key, x.shape[0])
         hs = jax.vmap(lambda xi, k: net.activations(xi, key=k))(x, keys)
-    errors = [
-        jnp.mean(jax.vmap(lambda h, layer=layer: reconstruction_loss(layer, h))(hs[i]))
-        for i, layer in enumerate(net.layers)
-        if i > 0
-    ]
-    return jnp.stack(errors) if errors else jnp.zeros((0,), x.dtype)
+    if net.stochastic:
+        keys = jax.random.split(jax.random.fold_in(key, 1), x.shape[0])
+        losses = jax.vmap(lambda h, k: network_reconstruction_losses(net, h, key=k))(hs, keys)
+    else:
+        losses = jax.vmap(lambda h: network_reconstruction_losses(net, h))(hs)
+    return jnp.mean(losses, axis=0)
 
 
 _reconstruction_errors = eqx.filter_jit(_reconstruction_errors_impl)

@@ -54,8 +54,9 @@ _EXPERIMENTS = {
         "settings": "the original code (disc_dtp.py); back-prop baselines use its DTP forward rate",
     },
     "stochastic": {
-        "network": dict(sizes=(784, 200, 200, 10), activation="sigmoid", init="glorot",
-                        units="bernoulli"),
+        # The original code's feedback mapping is tanh(V h + c), not a sigmoid.
+        "network": dict(sizes=(784, 200, 200, 10), activation="sigmoid",
+                        feedback_activation="tanh", init="glorot", units="bernoulli"),
         "dataset": "mnist",
         "methods": ("dtp", "tp", "bp", "ste"),
         "dtp": dict(top_step=top_step_from_eta(58.4385, BATCH), lr_forward=3.08740e-3,
@@ -98,7 +99,7 @@ def paper_network(experiment: str, *, key: PRNGKeyArray) -> DTPNetwork | DTPLaye
 
     `"mnist-deep"` (`"-relu"`): 784-240x7-10 tanh (ReLU), orthogonal init.
     `"discrete"`: 784-500-500-10, `h_2 = tanh(W_2 sign(h_1) + b_2)`, orthogonal init.
-    `"stochastic"`: 784-200-200-10 sigmoid-Bernoulli units, Glorot init.
+    `"stochastic"`: 784-200-200-10 sigmoid-Bernoulli units, tanh feedback, Glorot init.
     `"autoencoder"`: a 784-1000 sigmoid `DTPLayer` (encoder `f`, decoder `g`).
     `"cifar10"`: 3072-1000x3-10 tanh, orthogonal init.
 
@@ -128,10 +129,11 @@ _build_jit = eqx.filter_jit(_build)
 
 def paper_experiment(experiment: str) -> dict:
     """What `experiment` is: its `"dataset"`, the `"methods"` that apply, the paper's
-    test errors by method (`"paper"`) and where its settings come from (`"settings"`)."""
+    test errors by method (`"paper"`), where its settings come from (`"settings"`) and
+    the keyword arguments of its network (`"network"`, as `paper_network` builds it)."""
     check_choice("experiment", experiment, PAPER_EXPERIMENTS)
     info = _EXPERIMENTS[experiment]
-    return {k: info[k] for k in ("dataset", "methods", "paper", "settings")}
+    return {k: info[k] for k in ("dataset", "methods", "paper", "settings", "network")}
 
 
 def paper_config(experiment: str, method: str = "dtp", **overrides) -> TrainConfig:

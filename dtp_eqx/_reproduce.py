@@ -143,6 +143,7 @@ def reproduce(
         "eval_every": eval_every,
         "command": command,
         "config": dataclasses.asdict(config),
+        "network": info["network"],
         "settings": info["settings"],
         "paper_test_error": info["paper"].get(method),
         "final": final,
@@ -209,6 +210,8 @@ def write_report(results_dir="results") -> Path:
     The table puts each run's test error (mean and standard deviation over seeds) beside
     the paper's, with how many seeds and epochs it used; each figure shows the
     validation error of every method of one experiment over epochs (mean over seeds).
+    A hand-written `results_dir/notes/EXPERIMENT.md` (what was tried, earlier runs) is
+    copied under that experiment's figure.
     """
     import matplotlib
 
@@ -264,6 +267,9 @@ def write_report(results_dir="results") -> Path:
                   None)
         if tp is not None:
             lines += ["", _tp_note(tp)]
+        notes = results_dir / "notes" / f"{experiment}.md"
+        if notes.is_file():
+            lines += ["", notes.read_text().strip()]
     path = results_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -26,8 +26,8 @@ from ._losses import (
     check_nonnegative,
     cross_entropy,
     layer_loss,
+    network_reconstruction_losses,
     output_loss,
-    reconstruction_loss,
     sg,
 )
 from ._targets import compute_targets
@@ -265,22 +265,20 @@ def inverse_loss(net, xb, *, sigma, key, input_noise: float = 0.0):
     """Summed batch-mean reconstruction losses of the feedback mappings of layers 2 .. M-1.
 
     Layer `i`'s feedback learns to reconstruct the (corrupted) input `h_{i-1}` that
-    layer `i` received in a training forward pass of the batch `xb`, shape `(batch, n_0)`.
-    Returns the total and the per-layer losses, shape `(M - 2,)`.
+    layer `i` received in a training forward pass of the batch `xb`, shape `(batch, n_0)`;
+    in a stochastic network, the probability `p_{i-1}` read through a fresh sample (see
+    `dtp_eqx.network_reconstruction_losses`). Returns the total and the per-layer
+    losses, shape `(M - 2,)`.
     """
     forward_key, key = jax.random.split(key)
     hs = sg(training_activations(net, xb, input_noise=input_noise, key=forward_key))
-    layer_keys = jax.random.split(key, len(net.layers))
-    per_layer = [
-        _batch_mean(
-            lambda h, k, layer=layer: reconstruction_loss(layer, h, sigma=sigma, key=k),
-            hs[i],
-            jax.random.split(k, xb.shape[0]),
-        )
-        for i, (layer, k) in enumerate(zip(net.layers, layer_keys))
-        if i > 0
-    ]
-    return sum(per_layer), {"recon_loss": jnp.stack(per_layer)}
+    per_layer = jnp.mean(
+        jax.vmap(
+            lambda h, k: network_reconstruction_losses(net, h, sigma=sigma, key=k)
+        )(hs, jax.random.split(key, xb.shape[0])),
+        axis=0,
+    )
+    return jnp.sum(per_layer), {"recon_loss": per_layer}
 
 
 def _update(group, loss_fn, model, opt_state, config, learning_rate):

@@ -78,3 +78,41 @@ def test_output_loss_trains_output_only(getkey):
     h = jax.random.normal(getkey(), (3,))
     assert jnp.all(jax.grad(lambda hh: dtp_eqx.output_loss(net.output, hh, 1))(h) == 0)
     assert _norm(_grads(lambda o: dtp_eqx.output_loss(o, h, 1), net.output)) > 0
+
+
+def test_stochastic_reconstruction_reads_a_sample_of_the_noisy_probability(getkey):
+    """As the original code: g(f(b)) against p + e, with b ~ Bernoulli(p + e)."""
+    layer = dtp_eqx.DTPLayer(6, 5, activation="sigmoid", feedback_activation="tanh",
+                             init="glorot", key=getkey())
+    sampler = dtp_eqx.StochasticBinary()
+    p, key = jax.nn.sigmoid(jax.random.normal(getkey(), (6,))), getkey()
+    noise_key, sample_key = jax.random.split(key)
+    noisy = p + 0.4 * jax.random.normal(noise_key, (6,))
+    b = jax.random.bernoulli(sample_key, noisy).astype(p.dtype)
+    expected = jnp.sum((layer.inverse(layer(b)) - noisy) ** 2)
+    got = dtp_eqx.reconstruction_loss(layer, p, sigma=0.4, key=key, sampler=sampler)
+    assert jnp.allclose(got, expected, atol=1e-5)
+    # the layer reads zeros and ones, so the loss differs from reading p + e itself
+    assert not jnp.allclose(got, jnp.sum((layer.inverse(layer(noisy)) - noisy) ** 2))
+    with pytest.raises(ValueError, match="needs a key"):
+        dtp_eqx.reconstruction_loss(layer, p, sampler=sampler)
+
+
+def test_network_reconstruction_losses_per_trained_layer(getkey):
+    """Layers 2 .. M-1 reconstruct their inputs; stochastic ones their input's probability."""
+    net = dtp_eqx.DTPNetwork((8, 6, 5, 4, 3), key=getkey())
+    hs = net.activations(jax.random.normal(getkey(), (8,)))
+    got = dtp_eqx.network_reconstruction_losses(net, hs)
+    assert got.shape == (2,)
+    for i in (1, 2):
+        assert jnp.allclose(got[i - 1], dtp_eqx.reconstruction_loss(net.layers[i], hs[i]))
+
+    net = dtp_eqx.DTPNetwork((8, 6, 5, 3), activation="sigmoid", units="bernoulli",
+                             key=getkey())
+    hs = net.activations(jax.random.uniform(getkey(), (8,)), key=getkey())
+    key = getkey()
+    got = dtp_eqx.network_reconstruction_losses(net, hs, key=key)
+    p_1 = net.layers[0](hs[0])
+    expected = dtp_eqx.reconstruction_loss(
+        net.layers[1], p_1, key=jax.random.split(key, 2)[1], sampler=net.samplers[0])
+    assert got.shape == (1,) and jnp.allclose(got[0], expected)

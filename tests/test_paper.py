@@ -11,6 +11,9 @@ def test_networks(getkey):
     assert [type(l).__name__ for l in discrete.layers] == ["DTPLayer", "DiscreteDTPLayer"]
     stochastic = dtp_eqx.paper_network("stochastic", key=getkey())
     assert stochastic.sizes == (784, 200, 200, 10) and stochastic.stochastic
+    # the original code's feedback mapping is tanh(V h + c) on sigmoid units
+    assert [(l.activation, l.feedback_activation) for l in stochastic.layers] == [
+        ("sigmoid", "tanh")] * 2
 
 
 def test_configs():

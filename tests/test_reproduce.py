@@ -31,6 +31,9 @@ def test_quick_mode_of_every_experiment(experiment, data_dir, tmp_path):
     assert result["quick"] and result["epochs"] == 1 and result["seeds"]["n"] == 2
     assert result["command"].startswith(f"python -m dtp_eqx reproduce {experiment} --quick")
     assert result["eval_every"] == 1
+    # the network is recorded as paper_network builds it
+    network = dtp_eqx.paper_experiment(experiment)["network"]
+    assert result["network"] == json.loads(json.dumps(network))
     assert len(result["final"]["test_error"]["per_seed"]) == 2
     assert out.with_suffix(".ckpt").exists()
     if experiment == "cifar10":
@@ -112,8 +115,12 @@ def test_report(data_dir, tmp_path):
         result["quick"] = False  # report leaves quick runs out; pretend these are real
         out.write_text(json.dumps(result))
     (results / "mnist-deep-tp.json").write_text(json.dumps({**result, "quick": True}))
+    (results / "notes").mkdir()
+    (results / "notes" / "mnist-deep.md").write_text("What was tried: a marker 7731.\n")
     assert main(["report", "--results-dir", str(results)]) == 0
     readme = (results / "README.md").read_text()
+    # a hand-written note lands under its experiment's figure
+    assert readme.index("![mnist-deep]") < readme.index("What was tried: a marker 7731.")
     rows = [line for line in readme.splitlines() if line.startswith("| mnist-deep |")]
     assert [row.split("|")[2].strip() for row in rows] == ["bp", "dtp"]
     assert "1.94%" in readme and "1.86%" in readme  # the paper's numbers
