@@ -32,6 +32,7 @@ from ._diagnostics import (
 )
 from ._fit import (
     fit as fit,
+    checkpoint_meta as checkpoint_meta,
     load_checkpoint as load_checkpoint,
     save_checkpoint as save_checkpoint,
 )

@@ -68,12 +68,28 @@ def load_checkpoint(path, like):
         ValueError: when the file is not a dtp_eqx checkpoint.
     """
     raw = Path(path).read_bytes()
+    meta, size = _read_meta(raw, path)
+    tree = eqx.tree_deserialise_leaves(io.BytesIO(raw[16 + size :]), like)
+    return tree, meta
+
+
+def checkpoint_meta(path) -> dict:
+    """The JSON metadata of a checkpoint written by `save_checkpoint`, without its arrays.
+
+    Raises:
+        ValueError: when the file is not a dtp_eqx checkpoint.
+    """
+    with open(path, "rb") as f:
+        head = f.read(16)
+        size = int.from_bytes(head[8:16], "little") if head.startswith(_MAGIC) else 0
+        return _read_meta(head + f.read(size), path)[0]
+
+
+def _read_meta(raw: bytes, path) -> tuple[dict, int]:
     if not raw.startswith(_MAGIC):
         raise ValueError(f"{path} is not a dtp_eqx checkpoint.")
     size = int.from_bytes(raw[8:16], "little")
-    meta = json.loads(raw[16 : 16 + size])
-    tree = eqx.tree_deserialise_leaves(io.BytesIO(raw[16 + size :]), like)
-    return tree, meta
+    return json.loads(raw[16 : 16 + size]), size
 
 
 def _config_dict(config: TrainConfig) -> dict:
@@ -104,6 +120,7 @@ def fit(
     hyper: dict | None = None,
     mesh=None,
     stop_on_divergence: bool = True,
+    run_info: dict | None = None,
 ):
     """Train `model` on `data` for `config.epochs` epochs; return `(model, history)`.
 
@@ -149,6 +166,9 @@ def fit(
         stop_on_divergence: raise `FloatingPointError` when the training loss becomes
             non-finite; with False, diverged members of an ensemble keep NaN metrics
             while the others train on (a sweep) (keyword-only).
+        run_info: a JSON-able dict stored in every checkpoint as `"run_info"` (read it
+            back with `dtp_eqx.checkpoint_meta`), e.g. how the run was started
+            (keyword-only).
 
     Returns:
         The trained model and a history dict of NumPy arrays with one row per epoch, with keys
@@ -245,6 +265,8 @@ def fit(
             "hyper": _hyper_dict(hyper),
             "history": {k: np.asarray(v).tolist() for k, v in history.items()},
         }
+        if run_info is not None:
+            meta["run_info"] = run_info
         save_checkpoint(checkpoint, (model, opt_state), meta)
 
     desc = "autoencoder" if _is_autoencoder(model) else config.method

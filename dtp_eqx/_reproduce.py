@@ -20,7 +20,7 @@ import numpy as np
 
 from ._autoencoder import linear_probe
 from ._data import load_cifar10, load_mnist
-from ._fit import fit
+from ._fit import checkpoint_meta, fit
 from ._paper import paper_config, paper_experiment, paper_network
 from ._provenance import provenance, write_json
 
@@ -97,11 +97,22 @@ def reproduce(
     init_keys = jax.random.split(jax.random.key(seed), seeds)
     train_keys = jax.random.split(jax.random.key(seed + 1), seeds)
     model = eqx.filter_vmap(lambda k: paper_network(experiment, key=k))(init_keys)
-    made_by = provenance()  # the code as it was when the run started
+    checkpoint = out.with_suffix(".ckpt")
+    # How the run was made: the first start's code and date; a resumed run keeps them
+    # from its checkpoint and adds where and with what code it was resumed.
+    now = provenance()
+    run_info = {"started": now, "command": command, "resumed": []}
+    if resume and checkpoint.exists():
+        meta = checkpoint_meta(checkpoint)
+        run_info = meta.get("run_info", run_info)
+        run_info = {**run_info, "resumed": run_info["resumed"] + [
+            {"epoch": meta["epoch"], "commit": now["commit"], "date": now["date"],
+             "command": command}]}
     start = time.perf_counter()
     model, history = fit(
         model, data, config, key=train_keys, progress=progress, eval_every=eval_every,
-        checkpoint=out.with_suffix(".ckpt"), checkpoint_every=checkpoint_every, resume=resume,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
+        run_info=run_info,
     )
     final = {f"{split}_error": _summary(history[f"{split}_error"][-1])
              for split in ("train", "valid", "test")}
@@ -141,7 +152,7 @@ def reproduce(
         "paper_epochs": paper_epochs,
         "seeds": {"n": seeds, "init": seed, "train": seed + 1},
         "eval_every": eval_every,
-        "command": command,
+        "command": run_info["command"],
         "config": dataclasses.asdict(config),
         "network": info["network"],
         "settings": info["settings"],
@@ -149,9 +160,12 @@ def reproduce(
         "final": final,
         "notes": notes,
         "wall_seconds": wall,
+        # training time of every epoch, over all resumes (evaluation excluded)
+        "train_seconds": float(np.sum(seconds)),
+        "resumed": run_info["resumed"],
         "seconds_per_epoch": float(np.median(seconds[1:] if len(seconds) > 1 else seconds)),
         "curves": {k: np.asarray(v).tolist() for k, v in history.items()},
-        "provenance": {**made_by, "finished": provenance()["date"]},
+        "provenance": {**run_info["started"], "finished": provenance()["date"]},
     }
     write_json(out, result)
     return result

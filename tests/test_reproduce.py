@@ -63,6 +63,12 @@ def test_resume_extends_a_run_to_the_same_result(data_dir, tmp_path):
     a, b = _results(straight), _results(resumed)
     assert a["curves"]["test_loss"] == b["curves"]["test_loss"]
     assert a["final"] == b["final"]
+    # provenance: the first start's command and date, then where the run was resumed
+    assert a["resumed"] == [] and "--resume" not in b["command"]
+    assert [r["epoch"] for r in b["resumed"]] == [2]
+    assert "--resume" in b["resumed"][0]["command"]
+    assert b["provenance"]["date"] <= b["resumed"][0]["date"] <= b["provenance"]["finished"]
+    assert b["train_seconds"] == pytest.approx(sum(b["curves"]["seconds"]))
 
 
 @pytest.mark.parametrize(
