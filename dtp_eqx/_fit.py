@@ -242,7 +242,7 @@ def fit(
     base_sigma = jnp.asarray(hyper["sigma"]) if "sigma" in hyper else config.sigma
     opt_state = init_opt_state(model, config)
     history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
-    start_epoch = 0
+    start_epoch, wall_before, wall_start = 0, 0.0, time.perf_counter()
     if resume and checkpoint is not None and Path(checkpoint).exists():
         (model, opt_state), meta = load_checkpoint(checkpoint, (model, opt_state))
         if (
@@ -255,6 +255,7 @@ def fit(
                 f"{meta['config']}, {meta['n_models']} models); delete it or change the path."
             )
         start_epoch = meta["epoch"]
+        wall_before = meta.get("wall_seconds", 0.0)
         history = {k: list(v) for k, v in meta["history"].items()}
 
     def save(epoch):
@@ -264,6 +265,8 @@ def fit(
             "config": _config_dict(config),
             "hyper": _hyper_dict(hyper),
             "history": {k: np.asarray(v).tolist() for k, v in history.items()},
+            # wall time since the run first started, over every resume
+            "wall_seconds": wall_before + time.perf_counter() - wall_start,
         }
         if run_info is not None:
             meta["run_info"] = run_info

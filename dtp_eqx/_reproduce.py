@@ -108,12 +108,12 @@ def reproduce(
         run_info = {**run_info, "resumed": run_info["resumed"] + [
             {"epoch": meta["epoch"], "commit": now["commit"], "date": now["date"],
              "command": command}]}
-    start = time.perf_counter()
     model, history = fit(
         model, data, config, key=train_keys, progress=progress, eval_every=eval_every,
         checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume,
         run_info=run_info,
     )
+    after_fit = time.perf_counter()
     final = {f"{split}_error": _summary(history[f"{split}_error"][-1])
              for split in ("train", "valid", "test")}
     if experiment == "autoencoder":
@@ -132,7 +132,8 @@ def reproduce(
             "probe": "a linear softmax classifier on the 1000 learned features, Adam 1e-2, "
                      f"{probe_epochs} epochs",
         }
-    wall = time.perf_counter() - start
+    # wall time over every resume: the checkpoint's, written at the end of fit, and since
+    wall = checkpoint_meta(checkpoint)["wall_seconds"] + time.perf_counter() - after_fit
     seconds = history["seconds"]
     notes = []
     if config.epochs < paper_epochs:
