@@ -131,6 +131,10 @@ def test_report(data_dir, tmp_path):
     assert readme.index("![mnist-deep]") < readme.index("What was tried: a marker 7731.")
     rows = [line for line in readme.splitlines() if line.startswith("| mnist-deep |")]
     assert [row.split("|")[2].strip() for row in rows] == ["bp", "dtp"]
+    # one evaluated epoch, so the best validation epoch is epoch 1, at the final error
+    for row, method in zip(rows, ("bp", "dtp")):
+        final = json.loads((results / f"mnist-deep-{method}.json").read_text())["final"]
+        assert row.split("|")[4].strip() == f"{100 * final['test_error']['mean']:.2f}% (epoch 1)"
     assert "1.94%" in readme and "1.86%" in readme  # the paper's numbers
     assert (results / "mnist-deep.png").stat().st_size > 1000
 
