@@ -4,6 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 export JAX_PLATFORMS ?= cpu
+# Data: a folder named in DTP_EQX_DATA, else ../shared/data when it exists (our offline
+# machines keep the datasets there), else the loaders' cache and download.
+ifeq ($(origin DTP_EQX_DATA), undefined)
+ifneq ($(wildcard ../shared/data/.),)
+export DTP_EQX_DATA := $(abspath ../shared/data)
+endif
+endif
 
 .PHONY: help test book lab clean
 
