@@ -104,8 +104,10 @@ class TrainConfig:
         lr_feedback: learning rate of the feedback parameters.
         optimizer: `"rmsprop"` (the original centered RMSprop with momentum), `"adam"` or `"sgd"`.
         shuffle: reshuffle the training set every epoch (the original code did not).
-        sigma_tau: when set, anneal the noise as `sigma / (1 + epoch / sigma_tau)`
-            (epochs counted from 0), as the original discrete and stochastic runs.
+        sigma_tau: when set, anneal the noise as `sigma / (1 + epoch / sigma_tau)`,
+            as the original discrete and stochastic runs.
+        anneal_from: the number the first epoch has in that anneal: 0 (default), or 1
+            as the original discrete code (`disc_dtp.py`), which counts epochs from 1.
         input_noise: standard deviation of Gaussian noise added to the inputs in
             training (0.3 for the paper's stochastic network).
         n_samples: for stochastic networks, how many samples of the network are averaged
@@ -123,6 +125,7 @@ class TrainConfig:
     optimizer: str = "rmsprop"
     shuffle: bool = True
     sigma_tau: float | None = None
+    anneal_from: int = 0
     input_noise: float = 0.0
     n_samples: int = 100
 
@@ -130,6 +133,12 @@ class TrainConfig:
         check_choice("method", self.method, TRAIN_METHODS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if not (isinstance(self.anneal_from, int) and not isinstance(self.anneal_from, bool)
+                and self.anneal_from >= 0):
+            raise ValueError(
+                f"anneal_from={self.anneal_from!r} must be a non-negative integer (the "
+                "number of the first epoch in the noise anneal: 0 or 1)."
+            )
         for name in ("epochs", "batch_size", "n_samples"):
             value = getattr(self, name)
             if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
@@ -149,8 +158,11 @@ class TrainConfig:
             )
 
     def anneal(self, epoch: int) -> float:
-        """The factor `sigma` is multiplied by in epoch `epoch` (counted from 0)."""
-        return 1.0 if self.sigma_tau is None else 1 / (1 + epoch / self.sigma_tau)
+        """The factor `sigma` is multiplied by in epoch `epoch` (counted from 0 by `fit`;
+        `anneal_from` is added before annealing)."""
+        if self.sigma_tau is None:
+            return 1.0
+        return 1 / (1 + (epoch + self.anneal_from) / self.sigma_tau)
 
     def sigma_at(self, epoch: int) -> float:
         """The noise standard deviation in epoch `epoch` (counted from 0)."""

@@ -22,7 +22,14 @@ def test_configs():
     assert dtp_eqx.paper_config("mnist-deep", "bp").lr_forward == 8.04437e-4
     discrete = dtp_eqx.paper_config("discrete", "dtp")
     assert discrete.top_step == pytest.approx(0.279655)
-    assert discrete.sigma_at(50) == pytest.approx(0.25)
+    # disc_dtp.py counts the epochs of its anneal from 1 and never shuffles
+    assert discrete.sigma_at(0) == pytest.approx(0.5 / (1 + 1 / 50))
+    assert discrete.sigma_at(49) == pytest.approx(0.25)
+    assert not discrete.shuffle
+    # each back-prop baseline has its own rate in the original code (disc_bp1/2.py)
+    rates = {m: dtp_eqx.paper_config("discrete", m).lr_forward for m in ("bp", "bp-continuous")}
+    assert rates == {"bp": 2.54965e-3, "bp-continuous": 3.24965e-3}
+    assert not dtp_eqx.paper_config("discrete", "ste").shuffle
     stochastic = dtp_eqx.paper_config("stochastic", "ste", epochs=5)
     assert (stochastic.method, stochastic.lr_forward, stochastic.epochs) == ("ste", 4.58495e-3, 5)
     assert stochastic.input_noise == 0.3 and stochastic.n_samples == 100

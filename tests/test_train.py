@@ -338,12 +338,17 @@ def test_noise_schedule():
     assert config.sigma_at(0) == 0.5
     assert config.sigma_at(50) == pytest.approx(0.25)
     assert dtp_eqx.TrainConfig(sigma=0.3).sigma_at(99) == 0.3
+    # counting epochs from 1, as the original discrete code: epoch 49 (from 0) is its 50th
+    from_one = dtp_eqx.TrainConfig(sigma=0.5, sigma_tau=50.0, anneal_from=1)
+    assert from_one.sigma_at(49) == pytest.approx(0.25)
+    assert from_one.sigma_at(0) < 0.5
 
 
 @pytest.mark.parametrize(
     "kwargs, match",
     [({"sigma_tau": 0.0}, "sigma_tau=0.0"), ({"sigma_tau": -3.0}, "sigma_tau=-3.0"),
-     ({"n_samples": 0}, "n_samples=0"), ({"input_noise": -0.1}, "input_noise=-0.1")],
+     ({"n_samples": 0}, "n_samples=0"), ({"input_noise": -0.1}, "input_noise=-0.1"),
+     ({"anneal_from": -1}, "anneal_from=-1"), ({"anneal_from": 0.5}, "anneal_from=0.5")],
 )
 def test_config_errors_for_units(kwargs, match):
     with pytest.raises(ValueError, match=match):
