@@ -10,6 +10,7 @@ from importlib.metadata import version as _version
 
 from ._autoencoder import (
     autoencoder_losses as autoencoder_losses,
+    encoder_network as encoder_network,
     linear_probe as linear_probe,
     plot_filters as plot_filters,
     reconstruction_error as reconstruction_error,
@@ -37,6 +38,8 @@ from ._fit import (
     save_checkpoint as save_checkpoint,
 )
 from ._layers import (
+    TiedDTPLayer as TiedDTPLayer,
+    TiedLinear as TiedLinear,
     ACTIVATIONS as ACTIVATIONS,
     SIGN_MODES as SIGN_MODES,
     AbstractDTPLayer as AbstractDTPLayer,
@@ -68,6 +71,10 @@ from ._reproduce import (
     load_results as load_results,
     reproduce as reproduce,
     write_report as write_report,
+)
+from ._pretrain import (
+    finetune as finetune,
+    search_autoencoder as search_autoencoder,
 )
 from ._stochastic import StochasticBinary as StochasticBinary
 from ._sweep import (

@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="save a checkpoint every N epochs (default 5)")
     run.add_argument("--eval-every", type=_positive_int, default=1,
                      help="evaluate validation and test sets every N epochs (default 1)")
+    run.add_argument("--no-search", action="store_true",
+                     help="autoencoder: skip the validation search of its noise levels, "
+                          "learning rate and length, and use the defaults")
+    run.add_argument("--untied", action="store_true",
+                     help="autoencoder: give the decoder weights of its own (the paper ties "
+                          "them to the encoder's)")
+    run.add_argument("--code-noise", type=_nonnegative_float,
+                     help="autoencoder: std of the noise added to the code before decoding")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
     report = commands.add_parser(
         "report", help="regenerate results/README.md and the learning-curve figures",
@@ -105,12 +113,20 @@ def main(argv=None) -> int:
         print(f"error: --method {args.method} does not apply to {args.experiment}; "
               f"choose one of {', '.join(methods)}", file=sys.stderr)
         return 2
+    only_autoencoder = [flag for flag, used in (("--no-search", args.no_search),
+                        ("--untied", args.untied), ("--code-noise", args.code_noise is not None))
+                        if used]
+    if only_autoencoder and args.experiment != "autoencoder":
+        print(f"error: {', '.join(only_autoencoder)} applies to the autoencoder experiment "
+              f"only, not {args.experiment}", file=sys.stderr)
+        return 2
     overrides = {
         name: value
         for name, value in (
             ("epochs", args.epochs), ("lr_forward", args.lr_forward),
             ("lr_feedback", args.lr_feedback), ("top_step", args.top_step),
             ("sigma", args.sigma), ("schedule", args.schedule), ("batch_size", args.batch_size),
+            ("code_noise", args.code_noise),
         )
         if value is not None
     }
@@ -119,7 +135,7 @@ def main(argv=None) -> int:
             args.experiment, args.method, seeds=args.seeds, seed=args.seed,
             data_dir=args.data_dir, out=args.out, quick=args.quick, resume=args.resume,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-            progress=not args.no_progress,
+            progress=not args.no_progress, search=not args.no_search, tied=not args.untied,
             command="python -m dtp_eqx " + " ".join(shlex.quote(a) for a in argv_used),
             **overrides,
         )

@@ -26,34 +26,43 @@ def autoencoder_losses(
     *,
     sigma: float | Float[Array, ""],
     key: PRNGKeyArray,
+    code_noise: float | Float[Array, ""] = 0.0,
 ) -> dict[str, Float[Array, ""]]:
     """Decoder and encoder losses of a denoising auto-encoder trained by DTP, one example.
 
     With `x~ = x + e`, `e ~ N(0, sigma^2 I)`, code `h = f(x~)` and reconstruction
-    `z = g(h)`:
+    `z = g(h + u)` of the code corrupted by `u ~ N(0, code_noise^2 I)`:
 
-    - `"decoder"`: `||g(h) - x||^2`, gradient only into `g` (`h` held constant);
-    - `"encoder"`: `||f(x~) - t_h||^2` with the target `t_h = h + f(x) - f(z)` held
-      constant, gradient only into `f`.
+    - `"decoder"`: `||z - x||^2`, gradient only into `g` (`h` held constant);
+    - `"encoder"`: `||f(x~) - h_hat||^2` with the target `h_hat = h + f(x) - f(z)` held
+      constant, gradient only into `f`: `f` serves as the approximate inverse of `g`.
+
+    For a `TiedDTPLayer` both losses reach the shared `W` (the decoder's through `W^T`);
+    training sums them (see `dtp_eqx.fit`).
 
     Args:
         layer: the auto-encoder (`layer(x)` encodes, `layer.inverse(h)` decodes).
         x: one clean input, shape `(n_in,)`.
         sigma: standard deviation of the input corruption (keyword-only).
-        key: key for the corruption (keyword-only).
+        key: key for the corruptions (keyword-only).
+        code_noise: standard deviation of the noise added to the code before decoding;
+            0 (default) decodes the code as it is (keyword-only).
 
     Returns:
         A dict of two scalars, each summed over units, under the keys `"decoder"`
         and `"encoder"`.
     """
     check_nonnegative("sigma", sigma)
-    x_noisy = x + sigma * jax.random.normal(key, x.shape, x.dtype)
+    check_nonnegative("code_noise", code_noise)
+    input_key, code_key = jax.random.split(key)
+    x_noisy = x + sigma * jax.random.normal(input_key, x.shape, x.dtype)
     h = layer(x_noisy)
-    z = layer.inverse(sg(h))
-    t_h = sg(h + layer(x) - layer(z))
+    code = sg(h) + code_noise * jax.random.normal(code_key, h.shape, h.dtype)
+    z = layer.inverse(code)
+    h_hat = sg(h + layer(x) - layer(z))
     return {
         "decoder": jnp.sum((z - x) ** 2),
-        "encoder": jnp.sum((h - t_h) ** 2),
+        "encoder": jnp.sum((h - h_hat) ** 2),
     }
 
 
@@ -99,21 +108,27 @@ def linear_probe(
     epochs: int = 10,
     learning_rate: float = 1e-3,
     batch_size: int = 100,
+    select: bool = False,
 ) -> dict:
     """Train a linear softmax classifier on frozen features `encoder(x)`; report its errors.
 
     Args:
         encoder: maps one input `(n_in,)` to features `(n_features,)`, e.g. a trained
-            auto-encoder `DTPLayer`.
+            auto-encoder `DTPLayer`, or `lambda x: x` for raw pixels.
         data: a `dtp_eqx.Dataset`.
         key: initialisation and shuffling key (keyword-only).
         epochs, learning_rate, batch_size: Adam on the batch-mean cross-entropy
             (keyword-only).
+        select: keep the classifier of the epoch with the lowest validation error
+            (early stopping on the validation set; needs a validation split) instead of
+            the last one: with many epochs, a probe trained to convergence that does
+            not overfit the training set (keyword-only).
 
     Returns:
-        A dict with the trained `"classifier"` (an `eqx.nn.Linear`), `"train_loss"`
-        (shape `(epochs,)`), and the floats `"valid_error"` and `"test_error"` (NaN for
-        a missing split).
+        A dict with the trained `"classifier"` (an `eqx.nn.Linear`), `"train_loss"` and
+        `"valid_curve"` (validation error after each epoch; both shape `(epochs,)`),
+        `"epoch"` (the epoch kept, counted from 1), and the floats `"valid_error"` and
+        `"test_error"` (NaN for a missing split).
 
     Example:
         >>> result = dtp_eqx.linear_probe(autoencoder, data, key=jax.random.key(0))
@@ -123,26 +138,85 @@ def linear_probe(
         raise ValueError(f"epochs={epochs!r} must be a positive integer.")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate={learning_rate!r} must be positive.")
+    has_valid = data.x_valid is not None and len(data.x_valid) > 0
+    if select and not has_valid:
+        raise ValueError("select=True keeps the best validation epoch: data needs a validation split.")
     encode = eqx.filter_jit(lambda e, x: jax.vmap(e)(x))
     features = encode(encoder, jnp.asarray(data.x_train))
     y = jnp.asarray(data.y_train)
+    splits = {
+        name: (encode(encoder, jnp.asarray(xs)), jnp.asarray(ys))
+        for name, xs, ys in (("valid", data.x_valid, data.y_valid),
+                             ("test", data.x_test, data.y_test))
+        if xs is not None and len(xs)
+    }
     init_key, key = jax.random.split(key)
     linear = eqx.nn.Linear(features.shape[-1], data.n_classes, key=init_key)
     opt_state = optax.adam(learning_rate).init(eqx.filter(linear, eqx.is_array))
-    train_loss = []
-    for epoch_key in jax.random.split(key, epochs):
+    train_loss, valid_curve = [], []
+    kept, kept_epoch, kept_error = linear, epochs, np.inf
+    for epoch, epoch_key in enumerate(jax.random.split(key, epochs), start=1):
         linear, opt_state, losses = _probe_epoch(
             linear, opt_state, features, y, epoch_key, batch_size, learning_rate
         )
         train_loss.append(float(jnp.mean(losses)))
-    result = {"classifier": linear, "train_loss": np.asarray(train_loss)}
-    for name, xs, ys in (("valid", data.x_valid, data.y_valid), ("test", data.x_test, data.y_test)):
-        if xs is None or not len(xs):
-            result[f"{name}_error"] = float("nan")
-            continue
-        logits = jax.vmap(linear)(encode(encoder, jnp.asarray(xs)))
-        result[f"{name}_error"] = float(jnp.mean(jnp.argmax(logits, -1) != jnp.asarray(ys)))
+        error = _probe_error(linear, *splits["valid"]) if has_valid else float("nan")
+        valid_curve.append(error)
+        if select and error < kept_error:
+            kept, kept_epoch, kept_error = linear, epoch, error
+    if not select:
+        kept = linear
+    result = {"classifier": kept, "train_loss": np.asarray(train_loss),
+              "valid_curve": np.asarray(valid_curve), "epoch": kept_epoch}
+    for name in ("valid", "test"):
+        result[f"{name}_error"] = (
+            _probe_error(kept, *splits[name]) if name in splits else float("nan")
+        )
     return result
+
+
+@eqx.filter_jit
+def _probe_logits(linear, features):
+    return jax.vmap(linear)(features)
+
+
+def _probe_error(linear, features, y) -> float:
+    return float(jnp.mean(jnp.argmax(_probe_logits(linear, features), -1) != y))
+
+
+def encoder_network(encoder: AbstractDTPLayer, n_classes: int, *, key: PRNGKeyArray):
+    """A classifier `n_in - n_hidden - n_classes` whose hidden layer starts as `encoder`'s `f`.
+
+    The supervised network that fine-tunes a trained auto-encoder: a `DTPNetwork` with
+    one hidden layer, `h = s(W x + b)` copied from `encoder.forward` (the same
+    activation), and a new output layer initialised Glorot-uniform. Train it with
+    `dtp_eqx.fit` by back-prop (`method="bp"`) or by DTP (`method="dtp"`: with one hidden
+    layer, DTP's top-step target `t = h - top_step * dL/dh` is the only target).
+
+    Args:
+        encoder: a trained `DTPLayer` or `TiedDTPLayer` mapping `(n_in,)` to `(n_hidden,)`.
+        n_classes: number of output classes.
+        key: initialises the output layer (keyword-only).
+
+    Returns:
+        A `DTPNetwork` with `sizes == (n_in, n_hidden, n_classes)`.
+
+    Example:
+        >>> net = dtp_eqx.encoder_network(autoencoder, 10, key=jax.random.key(0))
+        >>> net.sizes
+        (784, 1000, 10)
+    """
+    from ._network import DTPNetwork
+
+    if not isinstance(encoder, AbstractDTPLayer):
+        raise TypeError(
+            f"encoder is a {type(encoder).__name__}; expected a DTPLayer or TiedDTPLayer."
+        )
+    net = DTPNetwork(
+        (encoder.in_features, encoder.out_features, n_classes),
+        activation=encoder.activation, init="glorot", key=key,
+    )
+    return eqx.tree_at(lambda n: n.layers[0].forward, net, encoder.forward)
 
 
 def plot_filters(

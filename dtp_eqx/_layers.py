@@ -240,3 +240,84 @@ class DiscreteDTPLayer(AbstractDTPLayer):
         return ACTIVATIONS[self.feedback_activation](
             self.feedback(sign(h, mode=self.sign_mode))
         )
+
+
+class TiedLinear(eqx.Module):
+    """`x -> weight @ x + bias`: the decoder of a `TiedDTPLayer`, its encoder's `W^T` and
+    its own bias `c`. Built on the fly from the encoder (`weight`, shape `(n_in, n_out)`),
+    so it holds no parameters of its own beyond what the layer stores."""
+
+    weight: Float[Array, "n_in n_out"]
+    bias: Float[Array, " n_in"]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[-1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[-2]
+
+    def __call__(self, x: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
+        return self.weight @ x + self.bias
+
+
+class TiedDTPLayer(AbstractDTPLayer):
+    """A layer whose feedback mapping shares the forward weights: `f(h) = s(W h + b)`,
+    `g(h) = s_g(W^T h + c)`: the tied-weight auto-encoder of the paper.
+
+    `forward` holds `W` (shape `(n_out, n_in)`) and `b`; `decoder_bias` holds `c` (shape
+    `(n_in,)`). `feedback` is a `TiedLinear` made from them, so `W` is one parameter that
+    both the decoder's reconstruction loss and the encoder's DTP loss move (see
+    `dtp_eqx.autoencoder_losses`).
+
+    Args:
+        in_features, out_features, activation, feedback_activation, init, key: as for
+            `DTPLayer` (the key draws `W` only; both biases start at zero).
+
+    Example:
+        >>> layer = dtp_eqx.TiedDTPLayer(784, 1000, activation="sigmoid", key=jax.random.key(0))
+        >>> layer.feedback.weight.shape            # W^T
+        (784, 1000)
+        >>> layer.inverse(layer(jax.numpy.ones(784))).shape
+        (784,)
+    """
+
+    forward: eqx.nn.Linear
+    decoder_bias: Float[Array, " n_in"]
+    activation: str = eqx.field(static=True)
+    feedback_activation: str = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        activation: str = "sigmoid",
+        feedback_activation: str | None = None,
+        init: str = "glorot",
+        key: PRNGKeyArray,
+    ):
+        check_choice("activation", activation, ACTIVATIONS)
+        feedback_activation = activation if feedback_activation is None else feedback_activation
+        check_choice("feedback_activation", feedback_activation, ACTIVATIONS)
+        self.forward = init_linear(in_features, out_features, init=init, key=key)
+        self.decoder_bias = jnp.zeros((in_features,), self.forward.weight.dtype)
+        self.activation = activation
+        self.feedback_activation = feedback_activation
+
+    @property
+    def feedback(self) -> TiedLinear:
+        """The decoder's affine map `h -> W^T h + c`."""
+        return TiedLinear(jnp.swapaxes(self.forward.weight, -1, -2), self.decoder_bias)
+
+    def __call__(
+        self, h_prev: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " n_out"]:
+        """`f(h_prev) = s(W h_prev + b)` for one example; `key` is unused."""
+        del key
+        return ACTIVATIONS[self.activation](self.forward(h_prev))
+
+    def inverse(self, h: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
+        """`g(h) = s_g(W^T h + c)` for one example."""
+        return ACTIVATIONS[self.feedback_activation](self.feedback(h))

@@ -19,7 +19,7 @@ Keys = PRNGKeyArray | Key[Array, " n_models"]
 Scalar = float | Float[Array, ""]
 """A Python float, or a traced scalar (a hyperparameter vmapped over an ensemble)."""
 
-from ._layers import AbstractDTPLayer, check_choice
+from ._layers import AbstractDTPLayer, TiedDTPLayer, check_choice
 from ._network import continuous, straight_through
 from ._autoencoder import autoencoder_losses
 from ._losses import (
@@ -44,7 +44,7 @@ SCHEDULES = ("alternate-epoch", "per-batch")
 """When inverses train: a whole epoch before each forward epoch, or before every forward step."""
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 """Optimizer names understood by `make_optimizer`."""
-HYPERPARAMETERS = ("top_step", "lr_forward", "lr_feedback", "sigma")
+HYPERPARAMETERS = ("top_step", "lr_forward", "lr_feedback", "sigma", "code_noise")
 """The `TrainConfig` settings that may differ between members of one compiled ensemble
 (`hyper=` of `fit` and `train_epoch`): the rest fix the program's structure."""
 PHASES = ("inverse", "forward", "per-batch", "bp", "autoencoder")
@@ -110,6 +110,8 @@ class TrainConfig:
             as the original discrete code (`disc_dtp.py`), which counts epochs from 1.
         input_noise: standard deviation of Gaussian noise added to the inputs in
             training (0.3 for the paper's stochastic network).
+        code_noise: for an auto-encoder, standard deviation of the Gaussian noise added
+            to the code before it is decoded (see `dtp_eqx.autoencoder_losses`).
         n_samples: for stochastic networks, how many samples of the network are averaged
             (as class probabilities) at test time; the paper uses 100.
     """
@@ -127,6 +129,7 @@ class TrainConfig:
     sigma_tau: float | None = None
     anneal_from: int = 0
     input_noise: float = 0.0
+    code_noise: float = 0.0
     n_samples: int = 100
 
     def __post_init__(self):
@@ -149,6 +152,7 @@ class TrainConfig:
                 raise ValueError(f"{name}={value!r} must be a positive finite number.")
         check_nonnegative("sigma", self.sigma)
         check_nonnegative("input_noise", self.input_noise)
+        check_nonnegative("code_noise", self.code_noise)
         if self.sigma_tau is not None and not (
             isinstance(self.sigma_tau, (int, float)) and self.sigma_tau > 0
         ):
@@ -188,10 +192,13 @@ def param_labels(model) -> object:
     Forward weights of the hidden and output layers are `"forward"`; the feedback
     mappings of hidden layers `2 .. M-1` are `"feedback"`; layer 1's feedback, which no
     target uses, is `"frozen"`. For a single layer (an auto-encoder), `forward` is
-    `"forward"` and `feedback` is `"feedback"`. Returns a pytree of strings shaped like
-    `model`.
+    `"forward"` and `feedback` is `"feedback"`; a `TiedDTPLayer`, whose decoder shares
+    the encoder's weights, is `"forward"` throughout. Returns a pytree of strings shaped
+    like `model`.
     """
     labels = jax.tree.map(lambda _: "forward", model)
+    if isinstance(model, TiedDTPLayer):
+        return labels
     if isinstance(model, AbstractDTPLayer):
         return eqx.tree_at(
             lambda m: m.feedback, labels, jax.tree.map(lambda _: "feedback", model.feedback)
@@ -332,16 +339,24 @@ def make_step(
     if phase == "autoencoder":
         keys = jax.random.split(key, xb.shape[0])
 
-        def part(name):
+        def part(*names):
             def loss(layer):
                 losses = jax.vmap(
-                    lambda x, k: autoencoder_losses(layer, x, sigma=sigma, key=k)
+                    lambda x, k: autoencoder_losses(
+                        layer, x, sigma=sigma, key=k, code_noise=hyper["code_noise"]
+                    )
                 )(xb, keys)
-                value = jnp.mean(losses[name])
-                return value, {"loss": value} if name == "decoder" else {}
+                means = {name: jnp.mean(losses[name]) for name in names}
+                metrics = {"loss": means["decoder"]} if "decoder" in names else {}
+                return sum(means.values()), metrics
 
             return loss
 
+        if isinstance(model, TiedDTPLayer):  # W is shared: one step on both losses
+            return _update(
+                "forward", part("decoder", "encoder"), model, opt_state, config,
+                hyper["lr_forward"],
+            )
         model, opt_state, metrics = _update(
             "feedback", part("decoder"), model, opt_state, config, hyper["lr_feedback"]
         )
@@ -530,10 +545,11 @@ def check_hyper(hyper) -> dict:
         value = np.asarray(value)
         if not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all():
             raise ValueError(f"hyper[{name!r}]={value!r} must hold finite numbers.")
-        if name != "sigma" and not (value > 0).all():
+        noise = name in ("sigma", "code_noise")
+        if not noise and not (value > 0).all():
             raise ValueError(f"hyper[{name!r}]={value!r} must be positive.")
-        if name == "sigma" and not (value >= 0).all():
-            raise ValueError(f"hyper['sigma']={value!r} must be non-negative.")
+        if noise and not (value >= 0).all():
+            raise ValueError(f"hyper[{name!r}]={value!r} must be non-negative.")
     return hyper
 
 

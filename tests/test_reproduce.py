@@ -38,6 +38,16 @@ def test_quick_mode_of_every_experiment(experiment, data_dir, tmp_path):
     assert out.with_suffix(".ckpt").exists()
     if experiment == "cifar10":
         assert result["lossy_data"] and "JPEG" in result["data_name"]
+    if experiment == "autoencoder":
+        # features judged three ways; the settings' origin recorded
+        assert set(result["probes"]) == {"pixels", "untrained", "trained"}
+        assert set(result["finetune"]) == {"bp", "dtp", "bp-from-scratch"}
+        chosen = result["finetune"][result["chosen_finetune"]]
+        assert result["final"]["test_error"] == chosen["test_error"]
+        best = result["search"]["best"]
+        assert result["config"]["sigma"] == pytest.approx(best["sigma"])
+        assert result["config"]["code_noise"] == pytest.approx(best["code_noise"])
+        assert result["paper_epochs"] is None
 
 
 def test_module_entry_point(data_dir, tmp_path):
@@ -73,6 +83,16 @@ def test_resume_extends_a_run_to_the_same_result(data_dir, tmp_path):
     assert b["wall_seconds"] >= b["train_seconds"]
 
 
+def test_untied_autoencoder_without_search(data_dir, tmp_path):
+    out = tmp_path / "ae.json"
+    assert main(["reproduce", "autoencoder", "--quick", "--seeds", "1", "--untied", "--no-search",
+                 "--code-noise", "0.2", "--out", str(out), "--data-dir", str(data_dir),
+                 "--no-progress"]) == 0
+    result = _results(out)
+    assert result["network"]["tied"] is False and result["search"] is None
+    assert result["config"]["code_noise"] == 0.2
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -89,6 +109,12 @@ def test_bad_flags(argv, message, capsys):
         main(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags", [["--untied"], ["--code-noise", "0.1"], ["--no-search"]])
+def test_autoencoder_flags_elsewhere(flags, capsys):
+    assert main(["reproduce", "discrete", *flags]) == 2
+    assert f"{flags[0]} applies to the autoencoder experiment only" in capsys.readouterr().err
 
 
 def test_method_that_does_not_apply(tmp_path, capsys):
