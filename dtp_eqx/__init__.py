@@ -68,8 +68,10 @@ from ._paper import (
     paper_network as paper_network,
 )
 from ._reproduce import (
+    default_search_ranges as default_search_ranges,
     load_results as load_results,
     reproduce as reproduce,
+    search_experiment as search_experiment,
     write_report as write_report,
 )
 from ._pretrain import (

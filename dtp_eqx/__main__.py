@@ -34,6 +34,26 @@ def _nonnegative_float(text: str) -> float:
     return value
 
 
+FEEDBACK_CHOICES = ("tanh", "sigmoid", "relu", "identity")
+
+
+def _range(text: str) -> tuple[str, float, float]:
+    from ._train import HYPERPARAMETERS
+
+    name, _, bounds = text.partition("=")
+    low, _, high = bounds.partition(":")
+    if name not in HYPERPARAMETERS:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a searchable setting; expected one of {', '.join(HYPERPARAMETERS)}")
+    try:
+        low, high = float(low), float(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=LOW:HIGH") from None
+    if not 0 < low <= high < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} needs 0 < LOW <= HIGH (log-uniform)")
+    return name, low, high
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._paper import PAPER_EXPERIMENTS
     from ._train import SCHEDULES, TRAIN_METHODS
@@ -87,7 +107,40 @@ def build_parser() -> argparse.ArgumentParser:
                           "them to the encoder's)")
     run.add_argument("--code-noise", type=_nonnegative_float,
                      help="autoencoder: std of the noise added to the code before decoding")
+    run.add_argument("--feedback-activation", choices=FEEDBACK_CHOICES,
+                     help="nonlinearity of the feedback mappings (default: the network's)")
+    run.add_argument("--settings", metavar="SEARCH.json",
+                     help="train with the best settings of a search file written by "
+                          "`python -m dtp_eqx search` (flags given here still win)")
     run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    search = commands.add_parser(
+        "search", help="random search of an experiment's settings on a validation split",
+        description="Train many settings of one experiment and method in one compiled "
+        "program, score each by its validation error (no test image is seen), and write "
+        "results/search/EXPERIMENT-METHOD.json; `reproduce --settings FILE` then trains "
+        "with the best.",
+    )
+    search.add_argument("experiment", choices=PAPER_EXPERIMENTS)
+    search.add_argument("--method", default="dtp", choices=TRAIN_METHODS)
+    search.add_argument("--trials", type=_positive_int, default=16,
+                        help="settings tried (default 16)")
+    search.add_argument("--epochs", type=_positive_int, default=5,
+                        help="epochs per trial (default 5)")
+    search.add_argument("--n-train", type=_positive_int,
+                        help="training images used (default: all)")
+    search.add_argument("--n-valid", type=_positive_int, default=1000,
+                        help="validation images scored (default 1000, as the paper's CIFAR-10)")
+    search.add_argument("--range", action="append", default=[], metavar="NAME=LOW:HIGH",
+                        type=_range, help="search NAME log-uniformly in [LOW, HIGH]; "
+                        "repeat for several (default: a decade either side of the "
+                        "original rates and top step, sigma in [0.05, 1])")
+    search.add_argument("--feedback-activation", choices=FEEDBACK_CHOICES,
+                        help="nonlinearity of the feedback mappings (default: the network's)")
+    search.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    search.add_argument("--data-dir", help="folder with the dataset files")
+    search.add_argument("--out", help="results file (default results/search/EXPERIMENT-METHOD.json)")
+    search.add_argument("--quick", action="store_true", help="smoke test: 2 trials, 1 epoch")
+    search.add_argument("--no-progress", action="store_true", help="hide progress bars")
     report = commands.add_parser(
         "report", help="regenerate results/README.md and the learning-curve figures",
         description="Collect every results file into a table beside the paper's numbers.",
@@ -106,13 +159,31 @@ def main(argv=None) -> int:
         return 0
 
     from ._paper import paper_experiment
-    from ._reproduce import reproduce
+    from ._reproduce import reproduce, search_experiment
 
+    command = "python -m dtp_eqx " + " ".join(shlex.quote(a) for a in argv_used)
     methods = paper_experiment(args.experiment)["methods"]
     if args.method not in methods:
         print(f"error: --method {args.method} does not apply to {args.experiment}; "
               f"choose one of {', '.join(methods)}", file=sys.stderr)
         return 2
+    network = {"feedback_activation": args.feedback_activation} if args.feedback_activation else {}
+    if args.command == "search":
+        try:
+            found = search_experiment(
+                args.experiment, args.method, n_trials=args.trials, epochs=args.epochs,
+                n_train=args.n_train, n_valid=args.n_valid,
+                ranges={name: (low, high) for name, low, high in args.range} or None,
+                network=network, seed=args.seed, data_dir=args.data_dir, out=args.out,
+                quick=args.quick, command=command, progress=not args.no_progress,
+            )
+        except (FileNotFoundError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        best = ", ".join(f"{k}={v:.4g}" for k, v in found["best_hyper"].items())
+        print(f"{args.experiment} {args.method}: best of {found['n_trials']} trials {best}, "
+              f"validation error {100 * found['best_valid_error']:.2f}%")
+        return 0
     only_autoencoder = [flag for flag, used in (("--no-search", args.no_search),
                         ("--untied", args.untied), ("--code-noise", args.code_noise is not None))
                         if used]
@@ -135,8 +206,9 @@ def main(argv=None) -> int:
             args.experiment, args.method, seeds=args.seeds, seed=args.seed,
             data_dir=args.data_dir, out=args.out, quick=args.quick, resume=args.resume,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-            progress=not args.no_progress, search=not args.no_search, tied=not args.untied,
-            command="python -m dtp_eqx " + " ".join(shlex.quote(a) for a in argv_used),
+            progress=not args.no_progress, search=not args.no_search,
+            network={**network, **({"tied": False} if args.untied else {})},
+            settings=args.settings, command=command,
             **overrides,
         )
     except (FileNotFoundError, ValueError, FloatingPointError) as err:

@@ -122,7 +122,7 @@ PAPER_EXPERIMENTS = tuple(_EXPERIMENTS)
 
 
 def paper_network(
-    experiment: str, *, key: PRNGKeyArray, tied: bool | None = None
+    experiment: str, *, key: PRNGKeyArray, **overrides
 ) -> DTPNetwork | DTPLayer | TiedDTPLayer:
     """The paper's network for `experiment` (one of `dtp_eqx.PAPER_EXPERIMENTS`).
 
@@ -134,28 +134,36 @@ def paper_network(
     `DTPLayer` with a decoder of its own.
     `"cifar10"`: 3072-1000x3-10 tanh, orthogonal init.
 
+    `overrides` replace the network's keyword arguments (those of `DTPNetwork`, or
+    `DTPLayer` plus `tied` for the auto-encoder), e.g. `feedback_activation="tanh"`.
+
     Example:
         >>> net = dtp_eqx.paper_network("discrete", key=jax.random.key(0))
         >>> net.sizes
         (784, 500, 500, 10)
     """
     check_choice("experiment", experiment, PAPER_EXPERIMENTS)
-    if tied is not None and experiment != "autoencoder":
-        raise ValueError(f"tied={tied!r} applies to the autoencoder only, not {experiment!r}.")
+    known = _EXPERIMENTS[experiment]["network"]
+    unknown = sorted(set(overrides) - set(known) - {"feedback_activation"})
+    if unknown:
+        raise ValueError(
+            f"{unknown} are not settings of the {experiment} network; expected some of "
+            f"{sorted(set(known) | {'feedback_activation'})}."
+        )
+    items = tuple(sorted(overrides.items()))
     if isinstance(key, jax.core.Tracer):
         # Under vmap (an ensemble), stay traced: XLA's CPU compilation of a batched
         # orthogonal initialisation inside jit can take minutes.
-        return _build(experiment, key, tied)
+        return _build(experiment, key, items)
     # Compiled: the orthogonal initialisations, run op by op, take seconds on a CPU.
-    return _build_jit(experiment, key, tied)
+    return _build_jit(experiment, key, items)
 
 
-def _build(experiment: str, key, tied=None):
-    kwargs = dict(_EXPERIMENTS[experiment]["network"])
+def _build(experiment: str, key, overrides=()):
+    kwargs = {**_EXPERIMENTS[experiment]["network"], **dict(overrides)}
     if "sizes" in kwargs:
         return DTPNetwork(**kwargs, key=key)
-    tied = kwargs.pop("tied") if tied is None else tied
-    kwargs.pop("tied", None)
+    tied = kwargs.pop("tied")
     return (TiedDTPLayer if tied else DTPLayer)(**kwargs, key=key)
 
 

@@ -56,7 +56,8 @@ def reproduce(
     command: str | None = None,
     progress: bool = True,
     search: bool = True,
-    tied: bool = True,
+    network: dict | None = None,
+    settings=None,
     **overrides,
 ) -> dict:
     """Train `experiment` by `method` for `seeds` seeds at once and write a results file.
@@ -78,8 +79,13 @@ def reproduce(
         search: for the auto-encoder, choose its noise levels, learning rate and
             training length by `dtp_eqx.search_autoencoder` on the validation set (those
             given in `overrides` are kept as given); False uses the defaults.
-        tied: for the auto-encoder, tie the decoder's weights to the encoder's (the
-            paper's); False gives the decoder weights of its own.
+        network: keyword arguments replacing the network's (see `dtp_eqx.paper_network`),
+            e.g. `{"tied": False}` for an auto-encoder with a decoder of its own, or
+            `{"feedback_activation": "tanh"}`.
+        settings: a search results file written by `dtp_eqx.search_experiment` (or
+            `python -m dtp_eqx search`) for this experiment and method: its best
+            settings and network replace the original ones (`overrides` and `network`
+            still win), and the results file records the search.
         **overrides: `TrainConfig` fields replacing the original settings, e.g. `epochs=10`.
 
     Returns:
@@ -89,6 +95,12 @@ def reproduce(
     if not (isinstance(seeds, int) and seeds >= 1):
         raise ValueError(f"seeds={seeds!r} must be a positive integer.")
     autoencoder = experiment == "autoencoder"
+    network = dict(network or {})
+    from_search = None
+    if settings is not None:
+        from_search = _read_search(settings, experiment, method)
+        network = {**from_search["network"], **network}
+        overrides = {**from_search["best_hyper"], **overrides}
     if quick:
         overrides = {"epochs": QUICK["epochs"], "n_samples": QUICK["n_samples"], **overrides}
     config = paper_config(experiment, method, **overrides)
@@ -103,7 +115,7 @@ def reproduce(
     train_keys = jax.random.split(jax.random.key(seed + 1), seeds)
 
     def make(k):
-        return paper_network(experiment, key=k, **({"tied": tied} if autoencoder else {}))
+        return paper_network(experiment, key=k, **network)
 
     model = eqx.filter_vmap(make)(init_keys)
     checkpoint = out.with_suffix(".ckpt")
@@ -173,7 +185,7 @@ def reproduce(
         "eval_every": eval_every,
         "command": run_info["command"],
         "config": dataclasses.asdict(config),
-        "network": {**info["network"], **({"tied": tied} if autoencoder else {})},
+        "network": {**info["network"], **network},
         "settings": info["settings"],
         "paper_test_error": info["paper"].get(method),
         "final": final,
@@ -185,7 +197,126 @@ def reproduce(
         "seconds_per_epoch": float(np.median(seconds[1:] if len(seconds) > 1 else seconds)),
         "curves": {k: np.asarray(v).tolist() for k, v in history.items()},
         "provenance": {**run_info["started"], "finished": provenance()["date"]},
+        "settings_search": from_search,
         **extra,
+    }
+    write_json(out, result)
+    return result
+
+
+def _read_search(path, experiment: str, method: str) -> dict:
+    """A search results file's summary, checked to be for `experiment` and `method`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"settings={str(path)!r} is not a file; write one with "
+                                f"`python -m dtp_eqx search {experiment} --method {method}`.")
+    found = json.loads(path.read_text())
+    if (found.get("experiment"), found.get("method")) != (experiment, method):
+        raise ValueError(
+            f"settings={str(path)!r} is a search for {found.get('experiment')!r} by "
+            f"{found.get('method')!r}, not {experiment!r} by {method!r}."
+        )
+    keys = ("best_hyper", "best_valid_error", "n_trials", "ranges", "epochs", "n_train",
+            "n_valid", "network", "provenance")
+    return {"file": str(path), **{k: found[k] for k in keys}}
+
+
+def default_search_ranges(experiment: str, method: str) -> dict[str, tuple[float, float]]:
+    """Where `search_experiment` looks: a decade either side of the original learning
+    rates (and, for target propagation, of the top step), and the noise `sigma` in
+    `[0.05, 1]`; back-prop methods search their learning rate only."""
+    from ._sweep import default_ranges
+
+    config = paper_config(experiment, method)
+    if method in ("dtp", "tp"):
+        return default_ranges(config)
+    return {"lr_forward": (config.lr_forward / 10, config.lr_forward * 10)}
+
+
+def search_experiment(
+    experiment: str,
+    method: str = "dtp",
+    *,
+    n_trials: int = 16,
+    epochs: int = 5,
+    n_train: int | None = None,
+    n_valid: int = 1000,
+    ranges: dict[str, tuple[float, float]] | None = None,
+    network: dict | None = None,
+    seed: int = 0,
+    data_dir=None,
+    out=None,
+    quick: bool = False,
+    command: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Random search of an experiment's settings on a validation split; write its results.
+
+    Every trial trains `epochs` epochs on `n_train` training images (all when None) and
+    is scored by its validation error on `n_valid` images; all trials run in one
+    compiled program (`dtp_eqx.random_search`). No test image is seen. The results file
+    (default `results/search/EXPERIMENT-METHOD.json`) lists every trial and the best
+    settings; `reproduce(..., settings=that_file)` trains with them.
+
+    Args:
+        experiment, method: as for `reproduce`.
+        n_trials: settings tried, drawn log-uniformly from `ranges` (keyword-only).
+        epochs: length of each trial (keyword-only).
+        n_train, n_valid: training and validation images used (keyword-only).
+        ranges: `{name: (low, high)}`; default `default_search_ranges` (keyword-only).
+        network: network keyword arguments replacing the paper's, e.g.
+            `{"feedback_activation": "tanh"}` (keyword-only).
+        seed: draws the settings, initial weights and training (keyword-only).
+        data_dir, out, quick, command, progress: as for `reproduce` (keyword-only).
+
+    Returns:
+        The results dictionary that was written.
+    """
+    from ._sweep import random_search
+
+    start, started = time.perf_counter(), provenance()
+    info = paper_experiment(experiment)
+    network = dict(network or {})
+    if quick:
+        n_trials, epochs, n_train, n_valid = min(n_trials, 2), 1, QUICK["n_train"], QUICK["n_valid"]
+    config = paper_config(experiment, method, epochs=epochs)
+    ranges = default_search_ranges(experiment, method) if ranges is None else ranges
+    data = _load(info["dataset"], data_dir).take(n_train, n_valid, 0)
+    if data.x_valid is None or len(data.x_valid) < 1:
+        raise ValueError(f"n_valid={n_valid!r} must leave at least one validation image.")
+    found = random_search(
+        lambda k: paper_network(experiment, key=k, **network), data, config,
+        n_trials=n_trials, key=jax.random.key(seed), ranges=ranges, progress=progress,
+        eval_every=epochs,
+    )
+    default = Path("results") / ("quick" if quick else "") / "search" / f"{experiment}-{method}.json"
+    out = Path(out) if out is not None else default
+    trials = [
+        {**{name: float(v[i]) for name, v in found["hyper"].items()},
+         "valid_error": float(found["valid_error"][i]),
+         "train_loss": float(found["history"]["train_loss"][-1][i])}
+        for i in range(n_trials)
+    ]
+    result = {
+        "experiment": experiment,
+        "method": method,
+        "quick": quick,
+        "data": repr(data),
+        "n_trials": n_trials,
+        "epochs": epochs,
+        "n_train": len(data.x_train),
+        "n_valid": len(data.x_valid),
+        "ranges": {name: list(map(float, r)) for name, r in ranges.items()},
+        "network": network,
+        "config": dataclasses.asdict(config),
+        "seed": seed,
+        "trials": trials,
+        "best": found["best"],
+        "best_hyper": found["best_hyper"],
+        "best_valid_error": float(found["valid_error"][found["best"]]),
+        "command": command,
+        "wall_seconds": time.perf_counter() - start,
+        "provenance": {**started, "finished": provenance()["date"]},
     }
     write_json(out, result)
     return result

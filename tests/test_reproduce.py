@@ -83,6 +83,36 @@ def test_resume_extends_a_run_to_the_same_result(data_dir, tmp_path):
     assert b["wall_seconds"] >= b["train_seconds"]
 
 
+def test_search_then_reproduce_with_its_settings(data_dir, tmp_path, capsys):
+    found = tmp_path / "search.json"
+    assert main(["search", "mnist-deep-relu", "--quick", "--feedback-activation", "tanh",
+                 "--range", "lr_forward=1e-4:1e-3", "--range", "top_step=1e-3:1e-2",
+                 "--out", str(found), "--data-dir", str(data_dir), "--no-progress"]) == 0
+    search = json.loads(found.read_text())
+    assert search["n_trials"] == len(search["trials"]) == 2
+    assert search["ranges"] == {"lr_forward": [1e-4, 1e-3], "top_step": [1e-3, 1e-2]}
+    for trial in search["trials"]:
+        assert 1e-4 <= trial["lr_forward"] <= 1e-3 and 1e-3 <= trial["top_step"] <= 1e-2
+    best = search["trials"][search["best"]]
+    assert best["valid_error"] == min(t["valid_error"] for t in search["trials"])
+    assert search["network"] == {"feedback_activation": "tanh"}
+    assert "best of 2 trials" in capsys.readouterr().out
+    out = tmp_path / "run.json"
+    assert main(["reproduce", "mnist-deep-relu", "--quick", "--seeds", "1", "--settings",
+                 str(found), "--lr-feedback", "0.002", "--out", str(out),
+                 "--data-dir", str(data_dir), "--no-progress"]) == 0
+    run = _results(out)
+    assert run["config"]["lr_forward"] == pytest.approx(best["lr_forward"])
+    assert run["config"]["top_step"] == pytest.approx(best["top_step"])
+    assert run["config"]["lr_feedback"] == 0.002  # a flag given still wins
+    assert run["network"]["feedback_activation"] == "tanh"
+    assert run["settings_search"]["file"] == str(found)
+    # a search made for another experiment is refused, naming both
+    assert main(["reproduce", "mnist-deep", "--quick", "--settings", str(found),
+                 "--out", str(tmp_path / "x.json"), "--data-dir", str(data_dir)]) == 2
+    assert "is a search for 'mnist-deep-relu'" in capsys.readouterr().err
+
+
 def test_untied_autoencoder_without_search(data_dir, tmp_path):
     out = tmp_path / "ae.json"
     assert main(["reproduce", "autoencoder", "--quick", "--seeds", "1", "--untied", "--no-search",
@@ -102,6 +132,8 @@ def test_untied_autoencoder_without_search(data_dir, tmp_path):
         (["reproduce", "mnist-deep", "--epochs", "-3"], "-3 is not positive"),
         (["reproduce", "mnist-deep", "--seeds", "many"], "'many' is not an integer"),
         (["reproduce", "mnist-deep", "--sigma", "-1"], "-1.0 is negative"),
+        (["search", "mnist-deep", "--range", "eta=1:2"], "'eta' is not a searchable setting"),
+        (["search", "mnist-deep", "--range", "sigma=0:1"], "needs 0 < LOW <= HIGH"),
     ],
 )
 def test_bad_flags(argv, message, capsys):
