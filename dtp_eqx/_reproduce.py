@@ -370,7 +370,8 @@ def _judge_autoencoder(model, untrained, data, info, *, train_keys, quick, out, 
                                   ("bp-from-scratch", "bp", True)):
         grid = spec[method]
         config = TrainConfig(method=method, schedule="per-batch", epochs=epochs,
-                             lr_forward=grid["lr_forward"][0])
+                             lr_forward=grid["lr_forward"][0],
+                             input_noise=spec.get("input_noise", 0.0))
         finetunes[name] = finetune(
             model, data, config, grid=grid, from_scratch=scratch,
             key=jax.random.fold_in(train_keys[0], 2 * 10**6 + len(finetunes)),
@@ -448,6 +449,51 @@ def _tp_note(run: dict) -> str:
     )
 
 
+def _autoencoder_note(run: dict) -> list[str]:
+    """The auto-encoder's probes, fine-tunings and settings search, as Markdown lines."""
+    if "probes" not in run:
+        return []
+
+    def cell(summary_):
+        return f"{_fmt(summary_['mean'])} ± {_fmt(summary_['std'])}"
+
+    lines = ["", "How the features were judged (test error, mean ± std over seeds; each "
+             "choice made on the validation set):", "",
+             "| features | judged by | test error | chosen |", "|---|---|---|---|"]
+    names = {"pixels": "raw pixels", "untrained": "untrained encoder",
+             "trained": "DTP-trained encoder"}
+    for name, probe in run["probes"].items():
+        lines.append(f"| {names[name]} | linear probe | {cell(probe['test_error'])} | "
+                     f"epochs {probe['epochs_kept']} |")
+    for name, tune in run["finetune"].items():
+        chosen = ", ".join(f"{k} {v:g}" for k, v in tune["chosen"].items() if k != "point")
+        features = "random init" if tune["from_scratch"] else "DTP-trained encoder"
+        how = f"fine-tuning by {tune['config']['method']}"
+        mark = " (reported)" if name == run.get("chosen_finetune") else ""
+        lines.append(f"| {features} | {how}{mark} | {cell(tune['test_error'])} | {chosen} |")
+    search = run.get("search")
+    if search:
+        best = ", ".join(f"{k} {v:.3g}" for k, v in search["best"].items()
+                         if k not in ("trial", "probe_valid_error"))
+        lines += ["", f"Settings (ours: the paper gives none) from a random search of "
+                  f"{search['n_trials']} trials over {search['ranges']}, scored by a "
+                  f"{search['probe_epochs']}-epoch linear probe's validation error after "
+                  f"{search['check_epochs']} epochs: {best}."]
+    return lines
+
+
+def _search_note(run: dict) -> list[str]:
+    found = run.get("settings_search")
+    if not found:
+        return []
+    best = ", ".join(f"{k} {v:.3g}" for k, v in found["best_hyper"].items())
+    return ["", f"`{run['method']}` settings from a validation search (`{found['file']}`): "
+            f"best of {found['n_trials']} trials of {found['epochs']} epochs on "
+            f"{found['n_train']} training and {found['n_valid']} validation images, ranges "
+            f"{found['ranges']}, network {found['network'] or 'as the paper'}: {best} "
+            f"(validation error {_fmt(found['best_valid_error'])})."]
+
+
 def write_report(results_dir="results") -> Path:
     """Write `results_dir/README.md` and `results_dir/EXPERIMENT.png` from the results files.
 
@@ -517,6 +563,9 @@ def write_report(results_dir="results") -> Path:
                   None)
         if tp is not None:
             lines += ["", _tp_note(tp)]
+        for r in runs:
+            if r["experiment"] == experiment:
+                lines += _autoencoder_note(r) + _search_note(r)
         notes = results_dir / "notes" / f"{experiment}.md"
         if notes.is_file():
             lines += ["", notes.read_text().strip()]

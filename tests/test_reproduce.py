@@ -121,6 +121,14 @@ def test_untied_autoencoder_without_search(data_dir, tmp_path):
     result = _results(out)
     assert result["network"]["tied"] is False and result["search"] is None
     assert result["config"]["code_noise"] == 0.2
+    # the report shows how the features were judged
+    out.write_text(json.dumps({**result, "quick": False}))
+    assert main(["report", "--results-dir", str(tmp_path)]) == 0
+    readme = (tmp_path / "README.md").read_text()
+    for line in ("| raw pixels | linear probe |", "| DTP-trained encoder | fine-tuning by dtp",
+                 "| random init | fine-tuning by bp |"):
+        assert line in readme
+    assert "| autoencoder | dtp |" in readme and "(not given)" in readme
 
 
 @pytest.mark.parametrize(
