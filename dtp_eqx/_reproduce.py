@@ -436,8 +436,14 @@ def _tp_note(run: dict) -> str:
     loss = np.asarray(run["curves"]["train_loss"], np.float64)[-1]
     recon = np.asarray(run["curves"]["recon_error"], np.float64)[-1]
     chance = np.log(run.get("n_classes", 10))
+    found = run.get("settings_search")
+    settings = (
+        f"the best settings of a validation search of {found['n_trials']} trials (best "
+        f"validation error {_fmt(found['best_valid_error'])} after {found['epochs']} epochs)"
+        if found else "DTP's settings"
+    )
     return (
-        "Why TP fails here: vanilla TP uses DTP's settings without the difference "
+        f"Why TP fails here: vanilla TP, here with {settings}, has no difference "
         "correction, so every target below the top carries the reconstruction errors of "
         "the inverses above it (book chapters 3 and 4). On this network it does not "
         f"learn: after {run['epochs']} epochs the training cross-entropy per seed is "
