@@ -202,6 +202,13 @@ def test_report(data_dir, tmp_path):
         final = json.loads((results / f"mnist-deep-{method}.json").read_text())["final"]
         assert row.split("|")[4].strip() == f"{100 * final['test_error']['mean']:.2f}% (epoch 1)"
     assert "1.94%" in readme and "1.86%" in readme  # the paper's numbers
+    # a one-epoch run misses the paper by more than its spread, and the row says so; the
+    # notes file is there, so no request for one
+    assert all("misses the paper by" in row for row in rows)
+    assert "nothing is recorded yet" not in readme
+    (results / "notes" / "mnist-deep.md").unlink()
+    assert main(["report", "--results-dir", str(results)]) == 0
+    assert "nothing is recorded yet about what was tried" in (results / "README.md").read_text()
     assert (results / "mnist-deep.png").stat().st_size > 1000
 
 
