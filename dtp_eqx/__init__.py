@@ -114,6 +114,12 @@ from ._train import (
     train_epoch as train_epoch,
 )
 
+from ._explore import (
+    Explorer as Explorer,
+    Setting as Setting,
+    explore as explore,
+    grid_size as grid_size,
+)
 from ._widgets import (
     figure_png as figure_png,
     figure_slider as figure_slider,
