@@ -52,7 +52,13 @@ book: $(VENV)/.installed-book book/_vendor/.installed
 	$(BIN)/jupyter-book build book -W -n --keep-going && \
 	echo "Built the book in $$(( $$(date +%s) - start )) s (budget: 600 s on 2 CPU cores). Open $(CURDIR)/book/_build/html/index.html"
 
-lab: $(VENV)/.installed-book
+# The project's JupyterLab settings: double-clicking a page opens it as a notebook, and
+# nothing is saved back into the tracked .md unless the reader saves it on purpose.
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+$(LAB_SETTINGS): book/jupyterlab/overrides.json | $(VENV)/.installed-book
+	mkdir -p $(dir $@) && cp $< $@
+
+lab: $(VENV)/.installed-book $(LAB_SETTINGS)
 	$(BIN)/jupyter lab --no-browser --ip 127.0.0.1 --port 8899 --allow-root book
 
 clean:

@@ -104,3 +104,19 @@ def test_api_reference_lists_every_public_name():
               if not n.startswith("_") and not inspect.ismodule(getattr(dtp_eqx, n))]
     missing = [n for n in public if f"dtp_eqx.{n}" not in text]
     assert missing == [], f"book/api.md does not document {missing}"
+
+
+def test_make_lab_opens_pages_as_notebooks_without_autosave():
+    """`make lab` installs book/jupyterlab/overrides.json as JupyterLab's settings
+    defaults: a double-clicked MyST page opens as a notebook (jupytext's viewer), and
+    autosave, which would write a jupytext round trip back into the tracked .md, is off."""
+    import json
+
+    overrides = json.loads((ROOT / "book" / "jupyterlab" / "overrides.json").read_text())
+    docmanager = overrides["@jupyterlab/docmanager-extension:plugin"]
+    assert docmanager["defaultViewers"] == {"markdown": "Jupytext Notebook",
+                                            "myst": "Jupytext Notebook"}
+    assert docmanager["autosave"] is False
+    makefile = (ROOT / "Makefile").read_text()
+    assert "share/jupyter/lab/settings/overrides.json" in makefile
+    assert re.search(r"^lab: .*\$\(LAB_SETTINGS\)", makefile, re.M)
