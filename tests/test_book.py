@@ -153,17 +153,23 @@ def test_rendered_pages_in_a_browser(built_book):
                     def shown(box=box):
                         return box.locator(".widget-image:visible").first.get_attribute("src")
 
-                    before = shown()
-                    handle = sliders.first.locator(".noUi-handle, .ui-slider-handle").first
-                    handle.focus()
-                    # a slider may start at its last frame: then one step left must show
-                    # another figure
-                    for key in ("ArrowRight", "ArrowLeft"):
-                        page.keyboard.press(key)
-                        page.wait_for_timeout(500)
-                        if shown() != before:
-                            break
-                    assert shown() != before, f"{page_path}: moving the slider changed nothing"
+                    # every slider of that widget (two for a 2-D grid) changes the figure
+                    box_sliders = box.locator(".widget-slider")
+                    for k in range(box_sliders.count()):
+                        before = shown()
+                        handle = box_sliders.nth(k).locator(
+                            ".noUi-handle, .ui-slider-handle").first
+                        handle.focus()
+                        # a slider may start at its last frame: then one step left must
+                        # show another figure
+                        for key in ("ArrowRight", "ArrowLeft"):
+                            page.keyboard.press(key)
+                            page.wait_for_timeout(500)
+                            if shown() != before:
+                                break
+                        assert shown() != before, (
+                            f"{page_path}: moving slider {k + 1} of "
+                            f"{box_sliders.count()} changed nothing")
                 page.screenshot(path=str(shots / page_path.replace("/", "__").replace(".html", ".png")),
                                 full_page=True)
                 assert console_errors == [], f"{page_path}: console errors {console_errors}"
