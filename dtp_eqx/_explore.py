@@ -122,7 +122,7 @@ class Explorer:
             slider = widgets.SelectionSlider(
                 options=[(_label(v), v) for v in setting.grid], value=start[name],
                 description=setting.description or name, continuous_update=True,
-                style={"description_width": "initial"}, layout=widgets.Layout(width="420px"),
+                style={"description_width": "120px"}, layout=widgets.Layout(width="480px"),
             )
             for stack in self._stacks_at(axis):
                 self.links.append(widgets.jslink((slider, "index"), (stack, "selected_index")))
@@ -140,14 +140,16 @@ class Explorer:
             self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
                                                   layout=widgets.Layout(width="160px"))
             live_row += [self.button, self.progress]
+        action = "then press the button" if expensive else "it redraws at once"
         self.status = widgets.HTML(
-            "<small>Sliders: precomputed figures (also in the static book). Boxes: any "
-            "value, recomputed by a running kernel.</small>"
+            f"<small>The sliders step through precomputed figures (they work in the "
+            f"static book too). With a running kernel, type any value below; {action}."
+            "</small>"
         )
         self.widget = widgets.VBox([
             *self.sliders.values(),
-            widgets.HBox(live_row, layout=widgets.Layout(flex_flow="row wrap")),
             self.status,
+            widgets.HBox(live_row, layout=widgets.Layout(flex_flow="row wrap")),
             self.view,
         ])
 

@@ -179,3 +179,98 @@ def test_rendered_pages_in_a_browser(built_book):
         server.terminate()
         server.wait(timeout=10)
     print(f"screenshots in {shots}; pages with sliders: {slider_pages}")
+
+
+LAB_PAGE = "02-layer-inverse"
+"""The page the JupyterLab test opens: it has live prose ({eval}) and a training widget."""
+
+
+def test_jupyterlab_opens_runs_and_trains_a_page(tmp_path):
+    """`make lab` as a reader uses it: double-click a page, run it, train off the grid."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("JupyterLab test: Debian's chromium is not installed "
+                    "(apt-get install chromium; .ci/run does)")
+    pytest.importorskip("jupyterlab")
+    pytest.importorskip("jupyterlab_myst")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    root = tmp_path / "book"
+    shutil.copytree(BOOK, root, ignore=shutil.ignore_patterns("_build", "node_modules",
+                                                              "_vendor", "_extra"))
+    shutil.copytree(ROOT / "results", tmp_path / "results", ignore=shutil.ignore_patterns("*.ckpt"))
+    settings = tmp_path / "lab-settings"
+    settings.mkdir()
+    shutil.copy(BOOK / "jupyterlab" / "overrides.json", settings / "overrides.json")
+    page_file = root / f"{LAB_PAGE}.md"
+    before = page_file.read_bytes()
+    port, token = _free_port(), "dtp-eqx-test"
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip", "127.0.0.1",
+         "--port", str(port), "--allow-root", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", f"--LabApp.app_settings_dir={settings}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_quick_env(),
+    )
+    try:
+        import urllib.request
+
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}",
+                                       timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--headless", "--disable-gpu",
+                      "--disable-background-networking"],
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/lab?token={token}")
+            item = page.locator(f".jp-DirListing-item[title*='{LAB_PAGE}.md']").first
+            item.wait_for(timeout=90_000)
+            item.dblclick()
+            # the project's settings open it as a notebook, not as text
+            page.locator(".jp-NotebookPanel").first.wait_for(timeout=90_000)
+            page.wait_for_timeout(2000)
+            page.locator(".lm-MenuBar-itemLabel:text-is('Run')").click()
+            page.locator(".lm-Menu-itemLabel:text-is('Run All Cells')").click()
+            page.wait_for_timeout(2000)
+            for _ in range(600):  # until no cell is running
+                if (page.locator(".jp-InputPrompt:has-text('[*]')").count() == 0 and
+                        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").count()):
+                    break
+                page.wait_for_timeout(500)
+            page.wait_for_timeout(2000)
+            errors = page.locator(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
+            ).all_inner_texts()
+            assert errors == [], errors[:2]
+            prose = " ".join(page.locator(".jp-MarkdownCell").all_inner_texts())
+            for raw in ("{glue", "{eval", "{doc}"):
+                assert raw not in prose, f"raw MyST role {raw} in the rendered prose"
+            assert "falls from 0." in prose  # a number computed by the page, inline
+            # a value that is not on the precomputed grid, trained live by the button
+            image = page.locator(".widget-image:visible").first
+            image.scroll_into_view_if_needed()
+            shown = image.get_attribute("src")
+            sigma = page.locator(".widget-inline-hbox:has-text('noise σ') input").last
+            sigma.fill("0.15")
+            sigma.press("Enter")
+            button = page.locator("button:has-text('Train and draw')").first
+            button.click()
+            busy = False
+            for _ in range(240):
+                busy = busy or button.is_disabled()
+                if page.locator(".widget-image:visible").first.get_attribute("src") != shown:
+                    break
+                page.wait_for_timeout(500)
+            assert busy, "the button did not disable itself while training"
+            assert page.locator(".widget-image:visible").first.get_attribute("src") != shown, \
+                "training off the grid drew no new figure"
+            page.screenshot(path=str(tmp_path / "jupyterlab.png"))
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert page_file.read_bytes() == before, f"{LAB_PAGE}.md was rewritten"
