@@ -95,8 +95,7 @@ _EXPERIMENTS = {
         # one hidden layer, DTP at top step 1/2 is back-prop, so its grid avoids 1/2.
         "finetune": {"epochs": 60, "input_noise": 0.3,
                      "bp": {"lr_forward": [3e-3, 1e-2]},
-                     "dtp": {"lr_forward": [3e-3, 1e-2, 3e-3, 1e-2],
-                             "top_step": [0.05, 0.05, 0.2, 0.2]}},
+                     "dtp": {"lr_forward": [1e-2, 1e-2], "top_step": [0.05, 0.2]}},
         "paper": {"dtp": 0.0135},
         "settings": "ours (the original code has no auto-encoder): 784-1000 sigmoid with "
                     "tied weights, noise on the input and on the code, centered RMSprop; "
