@@ -78,12 +78,18 @@ INITS = ("orthogonal", "glorot")
 """Weight initialisations: random (semi-)orthogonal, as the original code, or Glorot uniform."""
 
 
-def make_mappings(in_features, out_features, activation, feedback_activation, init, key):
-    """Forward and feedback `eqx.nn.Linear`s and the checked activation names of a layer."""
+def check_activations(activation: str, feedback_activation: str | None) -> tuple[str, str]:
+    """The checked activation names of a layer; the feedback's defaults to the forward's."""
     check_choice("activation", activation, ACTIVATIONS)
     if feedback_activation is None:
         feedback_activation = activation
     check_choice("feedback_activation", feedback_activation, ACTIVATIONS)
+    return activation, feedback_activation
+
+
+def make_mappings(in_features, out_features, activation, feedback_activation, init, key):
+    """Forward and feedback `eqx.nn.Linear`s and the checked activation names of a layer."""
+    activation, feedback_activation = check_activations(activation, feedback_activation)
     forward_key, feedback_key = jax.random.split(key)
     forward = init_linear(in_features, out_features, init=init, key=forward_key)
     feedback = init_linear(out_features, in_features, init=init, key=feedback_key)
@@ -122,7 +128,25 @@ class AbstractDTPLayer(eqx.Module):
         """The feedback mapping `g(h)`, an approximate inverse of `f`."""
 
 
-class DTPLayer(AbstractDTPLayer):
+class _ActivatedLayer(AbstractDTPLayer):
+    """`f(h) = s(forward(h))` and `g(h) = s_g(feedback(h))` with named activations."""
+
+    activation: eqx.AbstractVar[str]
+    feedback_activation: eqx.AbstractVar[str]
+
+    def __call__(
+        self, h_prev: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
+    ) -> Float[Array, " n_out"]:
+        """`f(h_prev) = s(W h_prev + b)` for one example; `key` is unused."""
+        del key
+        return ACTIVATIONS[self.activation](self.forward(h_prev))
+
+    def inverse(self, h: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
+        """`g(h) = s_g(V h + c)` for one example (`V = W^T` when the weights are tied)."""
+        return ACTIVATIONS[self.feedback_activation](self.feedback(h))
+
+
+class DTPLayer(_ActivatedLayer):
     """A fully connected layer `f(h) = s(W h + b)` with feedback `g(h) = s_g(V h + c)`.
 
     `forward` holds `W` (shape `(n_out, n_in)`) and `b`; `feedback` holds `V` (shape
@@ -167,17 +191,6 @@ class DTPLayer(AbstractDTPLayer):
                 in_features, out_features, activation, feedback_activation, init, key
             )
         )
-
-    def __call__(
-        self, h_prev: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, " n_out"]:
-        """`f(h_prev) = s(W h_prev + b)` for one example; `key` is unused."""
-        del key
-        return ACTIVATIONS[self.activation](self.forward(h_prev))
-
-    def inverse(self, h: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
-        """`g(h) = s_g(V h + c)` for one example."""
-        return ACTIVATIONS[self.feedback_activation](self.feedback(h))
 
 
 class DiscreteDTPLayer(AbstractDTPLayer):
@@ -262,7 +275,7 @@ class TiedLinear(eqx.Module):
         return self.weight @ x + self.bias
 
 
-class TiedDTPLayer(AbstractDTPLayer):
+class TiedDTPLayer(_ActivatedLayer):
     """A layer whose feedback mapping shares the forward weights: `f(h) = s(W h + b)`,
     `g(h) = s_g(W^T h + c)`: the tied-weight auto-encoder of the paper.
 
@@ -298,26 +311,12 @@ class TiedDTPLayer(AbstractDTPLayer):
         init: str = "glorot",
         key: PRNGKeyArray,
     ):
-        check_choice("activation", activation, ACTIVATIONS)
-        feedback_activation = activation if feedback_activation is None else feedback_activation
-        check_choice("feedback_activation", feedback_activation, ACTIVATIONS)
+        self.activation, self.feedback_activation = check_activations(
+            activation, feedback_activation)
         self.forward = init_linear(in_features, out_features, init=init, key=key)
         self.decoder_bias = jnp.zeros((in_features,), self.forward.weight.dtype)
-        self.activation = activation
-        self.feedback_activation = feedback_activation
 
     @property
     def feedback(self) -> TiedLinear:
         """The decoder's affine map `h -> W^T h + c`."""
         return TiedLinear(jnp.swapaxes(self.forward.weight, -1, -2), self.decoder_bias)
-
-    def __call__(
-        self, h_prev: Float[Array, " n_in"], *, key: PRNGKeyArray | None = None
-    ) -> Float[Array, " n_out"]:
-        """`f(h_prev) = s(W h_prev + b)` for one example; `key` is unused."""
-        del key
-        return ACTIVATIONS[self.activation](self.forward(h_prev))
-
-    def inverse(self, h: Float[Array, " n_out"]) -> Float[Array, " n_in"]:
-        """`g(h) = s_g(W^T h + c)` for one example."""
-        return ACTIVATIONS[self.feedback_activation](self.feedback(h))

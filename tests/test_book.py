@@ -91,6 +91,14 @@ def test_book_builds_without_warnings(built_book):
             assert "_images/" in (html / f"{page}.html").read_text(), f"{page}: no figure"
 
 
+def _launch(pw):
+    """Debian's chromium, headless, through Playwright (never a downloaded browser)."""
+    return pw.chromium.launch(
+        executable_path=CHROMIUM,
+        args=["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking"],
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -117,11 +125,7 @@ def test_rendered_pages_in_a_browser(built_book):
     try:
         time.sleep(0.5)
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--headless", "--disable-gpu",
-                      "--disable-background-networking"],
-            )
+            browser = _launch(pw)
             for page_path in pages:
                 page = browser.new_page(viewport={"width": 1200, "height": 900})
                 failed, outside, console_errors = [], [], []
@@ -220,11 +224,7 @@ def test_jupyterlab_opens_runs_and_trains_a_page(tmp_path):
             except OSError:
                 time.sleep(0.5)
         with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--headless", "--disable-gpu",
-                      "--disable-background-networking"],
-            )
+            browser = _launch(pw)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/lab?token={token}")
             item = page.locator(f".jp-DirListing-item[title*='{LAB_PAGE}.md']").first
