@@ -121,6 +121,7 @@ from ._explore import (
     grid_size as grid_size,
 )
 from ._widgets import (
+    prose as prose,
     figure_png as figure_png,
     figure_slider as figure_slider,
     quick_mode as quick_mode,

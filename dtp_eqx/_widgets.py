@@ -11,6 +11,37 @@ def quick_mode() -> bool:
     return os.environ.get("DTP_EQX_QUICK", "") not in ("", "0")
 
 
+def prose(name: str, value, fmt: str = "") -> None:
+    """Format `value` for the page's text and make it the notebook variable `name`.
+
+    The book's prose shows computed numbers with MyST's `{eval}` role, which both the
+    rendered book (MyST-NB, inline execution) and JupyterLab (jupyterlab-myst) evaluate in
+    the page's kernel: `prose("error", 0.0123, ".1%")` sets `error = "1.2%"`, and the text
+    writes {eval}`error`. The name may be built in a loop, e.g. `f"angle_layer{i}"`.
+
+    Args:
+        name: a Python identifier, the variable the text names.
+        value: any value `format(value, fmt)` accepts.
+        fmt: a format spec, e.g. `".3f"`, `".1%"` or `","` (default: `str(value)`).
+
+    The string is set as `name` in the notebook's namespace when there is one, and in
+    the `__main__` module's (a script's) otherwise; nothing is returned, so a call that
+    ends a cell shows nothing.
+    """
+    import sys
+
+    if not (isinstance(name, str) and name.isidentifier()):
+        raise ValueError(f"name={name!r} must be a Python identifier for {{eval}} to name it.")
+    text = format(value, fmt)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - the book extra brings IPython
+        get_ipython = None
+    shell = get_ipython() if get_ipython is not None else None
+    namespace = shell.user_ns if shell is not None else vars(sys.modules["__main__"])
+    namespace[name] = text
+
+
 def figure_png(fig, *, dpi: int = 90) -> bytes:
     """A matplotlib figure as PNG bytes; the figure is closed."""
     import matplotlib.pyplot as plt

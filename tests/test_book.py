@@ -57,6 +57,16 @@ def test_page_executes_in_quick_mode(page, monkeypatch):
     assert errors == []
 
 
+def test_inline_pages_have_no_removed_cells():
+    """Pages whose prose uses {eval} are executed inline by MyST-NB, which skips cells
+    tagged remove-cell: values they define would be missing from the text."""
+    for page in _pages():
+        text = (BOOK / f"{page}.md").read_text()
+        if "execution_mode: inline" in text:
+            assert "remove-cell" not in text, f"{page}: use remove-input, not remove-cell"
+            assert "{glue" not in text, f"{page}: mixes {{glue}} with {{eval}} prose"
+
+
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory):
     """The book built in quick mode with warnings as errors, into a temporary folder."""

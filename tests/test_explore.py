@@ -163,3 +163,14 @@ def test_explore_errors():
         dtp_eqx.explore(draw, {"sigma": (0.1, 0.2)})
     with pytest.raises(ValueError, match=r"sigma=3.0 lies outside"):
         _settings()["sigma"].check("sigma", 3.0)
+
+
+def test_prose_sets_a_formatted_variable_for_the_text():
+    import __main__
+
+    assert dtp_eqx.prose("prose_test_value", 0.01234, ".1%") is None
+    assert __main__.prose_test_value == "1.2%"  # without IPython: the script's namespace
+    dtp_eqx.prose("prose_test_count", 12000, ",")
+    assert __main__.prose_test_count == "12,000"
+    with pytest.raises(ValueError, match="identifier"):
+        dtp_eqx.prose("not a name", 1)
