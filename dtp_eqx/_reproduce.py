@@ -94,6 +94,8 @@ def reproduce(
     info = paper_experiment(experiment)
     if not (isinstance(seeds, int) and seeds >= 1):
         raise ValueError(f"seeds={seeds!r} must be a positive integer.")
+    # how the run was made: the code and date when it starts (before any search)
+    now = provenance()
     autoencoder = experiment == "autoencoder"
     network = dict(network or {})
     from_search = None
@@ -127,9 +129,8 @@ def reproduce(
         chosen = {k: v for k, v in searched["best"].items()
                   if k not in ("trial", "probe_valid_error") and k not in overrides}
         config = dataclasses.replace(config, **chosen)
-    # How the run was made: the first start's code and date; a resumed run keeps them
-    # from its checkpoint and adds where and with what code it was resumed.
-    now = provenance()
+    # The first start's code and date; a resumed run keeps them from its checkpoint and
+    # adds where and with what code it was resumed.
     run_info = {"started": now, "command": command, "resumed": []}
     if resume and checkpoint.exists():
         meta = checkpoint_meta(checkpoint)
@@ -158,8 +159,11 @@ def reproduce(
             "test_error": headline["test_error"],
             "reconstruction_error": summary(history["test_loss"][-1]),
             "measure": f"test error of the 784-1000-10 network fine-tuned by "
-                       f"{extra['chosen_finetune']} from the trained encoder (the "
-                       "fine-tuning with the lower validation error; see \"finetune\")",
+                       f"{extra['chosen_finetune']} from the trained encoder ("
+                       + ("bp and dtp tie on validation error, so the first is reported"
+                          if extra["finetune_tie"] else
+                          "the fine-tuning with the lower validation error")
+                       + "; see \"finetune\")",
         }
     # wall time over every resume: the checkpoint's, written at the end of fit, and since
     wall = checkpoint_meta(checkpoint)["wall_seconds"] + time.perf_counter() - after_fit
@@ -378,8 +382,11 @@ def _judge_autoencoder(model, untrained, data, info, *, train_keys, quick, out, 
             checkpoint=out.with_suffix(f".finetune-{name}.ckpt"), resume=resume,
             progress=progress,
         )
+    # the lower mean validation error; on a tie, the first (back-prop), and the file says so
     chosen = min(("bp", "dtp"), key=lambda k: finetunes[k]["valid_error"]["mean"])
+    tie = finetunes["bp"]["valid_error"]["mean"] == finetunes["dtp"]["valid_error"]["mean"]
     return {
+        "finetune_tie": bool(tie),
         "probes": probes,
         "probe": f"a linear softmax classifier on frozen features (raw pixels, the untrained "
                  f"and the trained encoder), Adam 1e-3, {probe_epochs} epochs, the epoch "
