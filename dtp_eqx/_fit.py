@@ -96,6 +96,17 @@ def _config_dict(config: TrainConfig) -> dict:
     return {k: v for k, v in dataclasses.asdict(config).items() if k != "epochs"}
 
 
+def _same_config(saved: dict, config: TrainConfig) -> bool:
+    """Whether a checkpoint's config is `config` (apart from `epochs`). A field the
+    checkpoint lacks (one added to `TrainConfig` after it was written) matches when
+    `config` keeps that field's default, so older checkpoints still resume."""
+    current = _config_dict(config)
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return set(saved) <= set(current) and all(
+        saved[k] == v if k in saved else v == defaults[k] for k, v in current.items()
+    )
+
+
 def _per_member(fn, key, n):
     """`fn(key)` for a key, or vmapped over a batch of keys."""
     return jax.vmap(fn)(key) if n is not None else fn(key)
@@ -246,7 +257,7 @@ def fit(
     if resume and checkpoint is not None and Path(checkpoint).exists():
         (model, opt_state), meta = load_checkpoint(checkpoint, (model, opt_state))
         if (
-            meta["config"] != _config_dict(config)
+            not _same_config(meta["config"], config)
             or meta["n_models"] != n_models
             or meta.get("hyper", {}) != _hyper_dict(hyper)
         ):

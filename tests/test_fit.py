@@ -1,3 +1,4 @@
+import dataclasses
 import equinox as eqx
 import jax
 import numpy as np
@@ -87,6 +88,27 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path, getkey):
     other = dtp_eqx.TrainConfig(epochs=3, batch_size=50, top_step=0.1)
     with pytest.raises(ValueError, match="comes from another run"):
         dtp_eqx.fit(model, data, other, key=getkey(), progress=False, checkpoint=path, resume=True)
+
+
+def test_checkpoint_from_before_a_new_config_field_still_resumes(tmp_path, getkey):
+    """A checkpoint written before `TrainConfig` gained a field (here: code_noise) resumes
+    when the run keeps that field's default, and is refused when it does not."""
+    data, model = _data(getkey()), _make(getkey())
+    path = tmp_path / "run.ckpt"
+    key = getkey()
+    short = dataclasses.replace(CONFIG, epochs=1)
+    dtp_eqx.fit(model, data, short, key=key, progress=False, checkpoint=path)
+    (tree, meta) = dtp_eqx.load_checkpoint(path, (model, dtp_eqx.init_opt_state(model, short)))
+    del meta["config"]["code_noise"]  # as an older version wrote it
+    meta["history"]["train_loss"] = [123.0]  # a marker: a resumed run keeps epoch 1's row
+    dtp_eqx.save_checkpoint(path, tree, meta)
+    _, history = dtp_eqx.fit(model, data, dataclasses.replace(CONFIG, epochs=2), key=key,
+                             progress=False, checkpoint=path, resume=True)
+    assert history["train_loss"].tolist()[0] == 123.0 and len(history["train_loss"]) == 2
+    dtp_eqx.save_checkpoint(path, tree, meta)
+    with pytest.raises(ValueError, match="comes from another run"):
+        dtp_eqx.fit(model, data, dataclasses.replace(CONFIG, epochs=2, code_noise=0.5), key=key,
+                    progress=False, checkpoint=path, resume=True)
 
 
 def test_divergence_keeps_the_last_good_checkpoint(tmp_path, getkey):
