@@ -4,7 +4,8 @@ static HTML (no kernel), and live recomputation for any value in a running kerne
 A page gives `explore` a function of named settings that draws a figure, and for each
 setting a `Setting`: a small grid of values to precompute, and the range (or choices)
 that a kernel may recompute anywhere in. The precomputed frames sit in nested
-`ipywidgets.Stack`s whose indices are `jslink`ed to one slider per grid setting, so the
+`ipywidgets.Stack` widgets whose indices are linked in the browser (`jslink`) to one
+slider per grid setting, so the
 rendered book steps through them in the browser, for one or two settings at once. The
 same widget, with a kernel, also offers a box per setting for any value in its range:
 changing it redraws the figure, or, for a drawing that trains something, waits for its
@@ -17,7 +18,7 @@ import dataclasses
 import inspect
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from ._widgets import figure_png
 
@@ -37,10 +38,10 @@ class Setting:
         description: the label of its controls (default: its name).
     """
 
-    grid: Sequence
+    grid: tuple | list
     low: float | int | None = None
     high: float | int | None = None
-    choices: Sequence | None = None
+    choices: tuple | list | None = None
     integer: bool = False
     description: str = ""
 
@@ -84,9 +85,9 @@ class Explorer:
     Attributes:
         widget: an `ipywidgets.VBox` of the controls and the figure.
         sliders: `{name: SelectionSlider}` over each grid setting's precomputed values.
-        links: the `jslink`s from the sliders to the stacks of frames (run in the browser).
+        links: the `jslink` links from the sliders to the stacks of frames (run in the browser).
         live: `{name: control}`, one box per setting for any value in its range (kernel).
-        frames: the static figures, nested `Stack`s indexed by the sliders.
+        frames: the static figures, nested `Stack` widgets indexed by the sliders.
         image: the `Image` showing the latest live figure.
         view: a `Stack` of `[frames, image]`: the static frames until a live value is drawn.
         button: the `Button` that starts an expensive recomputation, or None.

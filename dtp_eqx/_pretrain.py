@@ -63,7 +63,7 @@ def search_autoencoder(
         progress: show a progress bar (keyword-only).
 
     Returns:
-        A JSON-able dict: `"n_trials"`, `"ranges"`, `"check_epochs"`, `"probe_epochs"`,
+        A JSON-able dict with `"n_trials"`, `"ranges"`, `"check_epochs"`, `"probe_epochs"`,
         `"hyper"` (`{name: [value per trial]}`), `"probe_valid_error"` (`{epoch: [error
         per trial]}`) and `"best"` (`{"trial", "epochs", "probe_valid_error", name: value}`).
     """
@@ -140,10 +140,11 @@ def finetune(
         checkpoint, resume, progress: as for `dtp_eqx.fit` (keyword-only).
 
     Returns:
-        A JSON-able dict: `"config"`, `"grid"`, `"chosen"` (`{"point", "epoch", name:
-        value}`), `"valid_error"` and `"test_error"` (`{"mean", "std", "per_seed"}` at the
-        chosen point and epoch), and `"curves"` (`"valid_error"` / `"test_error"`: mean
-        over seeds, shape `(epochs, n_points)`).
+        A JSON-able dict with `"config"`, `"grid"`, `"chosen"` (the grid point's index
+        `"point"`, the `"epoch"` and the point's values), `"valid_error"` and
+        `"test_error"` (`{"mean", "std", "per_seed"}` at the chosen point and epoch), and
+        `"curves"` (`"valid_error"` and `"test_error"`, the mean over seeds, shape
+        `(epochs, n_points)`).
     """
     from ._fit import fit
 
