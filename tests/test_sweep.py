@@ -104,7 +104,8 @@ def test_random_search_picks_the_lowest_validation_error(getkey):
     )
     assert result["valid_error"].shape == result["test_error"].shape == (4,)
     assert result["history"]["train_loss"].shape == (2, 4)
-    assert set(result["hyper"]) == set(dtp_eqx.HYPERPARAMETERS)
+    # the default search: top step, both rates and sigma (code_noise is the auto-encoder's)
+    assert set(result["hyper"]) == set(dtp_eqx.default_ranges(CONFIG))
     best = result["best"]
     assert result["valid_error"][best] == np.nanmin(result["valid_error"])
     for name, values in result["hyper"].items():
