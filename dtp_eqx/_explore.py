@@ -135,7 +135,8 @@ class Explorer:
         self.button = self.progress = None
         live_row = list(self.live.values())
         if expensive:
-            self.button = widgets.Button(description="Train and draw", icon="play",
+            # no icon: an icon font is a file the static book would have to serve
+            self.button = widgets.Button(description="Train and draw",
                                          tooltip="recompute with the values on the left")
             self.button.on_click(lambda _: self.start())
             self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=1.0,
