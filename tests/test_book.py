@@ -2,6 +2,7 @@
 rendered pages work in a headless browser (widgets respond without a kernel)."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -130,6 +131,41 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_RAW_TABLE_ROW = re.compile(r"^\|.*\|.*\|$")
+"""A line of rendered text that is a Markdown table row: the table was not rendered."""
+
+_CLIPPED_MATH = """
+() => [...document.querySelectorAll('mjx-container[display="true"]')].flatMap(el => {
+  // wider than the column it sits in, with no scrollbar of its own or of a parent
+  const column = el.closest('article') || document.body;
+  const right = el.getBoundingClientRect().left + el.scrollWidth;
+  if (right <= column.getBoundingClientRect().right + 1) return [];
+  for (let box = el; box && box !== column; box = box.parentElement) {
+    const overflow = getComputedStyle(box).overflowX;
+    if ((overflow === 'auto' || overflow === 'scroll') && box.scrollWidth > box.clientWidth)
+      return [];
+  }
+  return [el.textContent.slice(0, 60)];
+})
+"""
+"""Display equations that run past the page column's right edge and cannot be scrolled."""
+
+
+def test_code_cells_fit_the_page():
+    """Code cell lines stay under 90 columns, so they fit the rendered column."""
+    long = []
+    for page in _pages():
+        inside = False
+        for number, line in enumerate((BOOK / f"{page}.md").read_text().splitlines(), 1):
+            if line.startswith("```{code-cell}"):
+                inside = True
+            elif line.startswith("```"):
+                inside = False
+            elif inside and len(line) > 90:
+                long.append(f"{page}.md:{number} ({len(line)} columns)")
+    assert long == []
+
+
 def test_rendered_pages_in_a_browser(built_book):
     proc, html = built_book
     if proc.returncode != 0:
@@ -170,6 +206,11 @@ def test_rendered_pages_in_a_browser(built_book):
                 if page.locator("mjx-container").count() == 0 and "$" in (
                         BOOK / page_path.replace(".html", ".md")).read_text():
                     pytest.fail(f"{page_path}: math did not render")
+                page.wait_for_timeout(1000)  # MathJax typesets after the network is idle
+                assert page.evaluate(_CLIPPED_MATH) == [], f"{page_path}: math cut off"
+                raw = [line for line in page.locator("article").first.inner_text().splitlines()
+                       if _RAW_TABLE_ROW.match(line.strip())]
+                assert raw == [], f"{page_path}: Markdown table printed as text: {raw[:2]}"
                 sliders = page.locator(".widget-slider")
                 if sliders.count():
                     slider_pages.append(page_path)
@@ -284,13 +325,17 @@ def test_jupyterlab_opens_runs_and_trains_a_page(tmp_path):
             sigma.press("Enter")
             button = page.locator("button:has-text('Train and draw')").first
             button.click()
-            busy = False
+            busy = progress = False
             for _ in range(240):
                 busy = busy or button.is_disabled()
+                # the explore widget's progress bar, styled "info" while it trains
+                progress = progress or page.locator(
+                    ".widget-progress .progress-bar-info:visible").count() > 0
                 if page.locator(".widget-image:visible").first.get_attribute("src") != shown:
                     break
                 page.wait_for_timeout(500)
             assert busy, "the button did not disable itself while training"
+            assert progress, "no progress bar showed while training"
             assert page.locator(".widget-image:visible").first.get_attribute("src") != shown, \
                 "training off the grid drew no new figure"
             page.screenshot(path=str(tmp_path / "jupyterlab.png"))
