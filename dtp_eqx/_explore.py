@@ -270,7 +270,10 @@ class Explorer:
         return True
 
     def _set_progress(self, fraction):
-        self.progress.value = min(max(float(fraction), 0.0), 1.0)
+        # a draw may report every step: send the browser a change of at least 1% only
+        value = round(min(max(float(fraction), 0.0), 1.0), 2)
+        if value != self.progress.value:
+            self.progress.value = value
 
     def wait(self, timeout: float | int | None = None):
         """Wait for a recomputation started by `start` (for scripts and tests)."""
