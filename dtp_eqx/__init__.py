@@ -32,6 +32,10 @@ from ._diagnostics import (
     target_offsets as target_offsets,
 )
 from ._fit import (
+    CheckpointError as CheckpointError,
+    DIVERGENCE_EPOCHS as DIVERGENCE_EPOCHS,
+    DIVERGENCE_FACTOR as DIVERGENCE_FACTOR,
+    RunInterrupted as RunInterrupted,
     fit as fit,
     checkpoint_meta as checkpoint_meta,
     load_checkpoint as load_checkpoint,

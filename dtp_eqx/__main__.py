@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
+import zipfile
 
 
 def _positive_int(text: str) -> int:
@@ -17,20 +19,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _positive_float(text: str) -> float:
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _finite_float(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
+        raise argparse.ArgumentTypeError(f"{value} is not positive (must be > 0)")
     return value
 
 
 def _nonnegative_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
+        raise argparse.ArgumentTypeError(f"{value} is negative (must be >= 0)")
     return value
 
 
@@ -93,8 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results file (default results/EXPERIMENT-METHOD.json)")
     run.add_argument("--quick", action="store_true",
                      help="smoke test: a few hundred examples, 1 epoch, results under results/quick/")
-    run.add_argument("--resume", action="store_true",
-                     help="continue an interrupted run from its checkpoint (OUT with .ckpt)")
+    overwriting = run.add_mutually_exclusive_group()
+    overwriting.add_argument("--resume", action="store_true",
+                             help="continue an interrupted run from its checkpoint "
+                                  "(OUT with .ckpt)")
+    overwriting.add_argument("--overwrite", action="store_true",
+                             help="replace the results and checkpoints of an earlier run "
+                                  "with the same --out (without it, or --resume, such a run "
+                                  "stops before training)")
     run.add_argument("--checkpoint-every", type=_positive_int, default=5,
                      help="save a checkpoint every N epochs (default 5)")
     run.add_argument("--eval-every", type=_positive_int, default=1,
@@ -140,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--data-dir", help="folder with the dataset files")
     search.add_argument("--out", help="results file (default results/search/EXPERIMENT-METHOD.json)")
     search.add_argument("--quick", action="store_true", help="smoke test: 2 trials, 1 epoch")
+    search.add_argument("--overwrite", action="store_true",
+                        help="replace an existing results file of the same --out")
     search.add_argument("--no-progress", action="store_true", help="hide progress bars")
     report = commands.add_parser(
         "report", help="regenerate results/README.md and the learning-curve figures",
@@ -149,8 +166,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+ANTICIPATED = (OSError, ValueError, FloatingPointError, zipfile.BadZipFile, EOFError)
+"""Errors a run can meet for reasons outside the code (files, data, settings, a blow-up):
+the command reports them in one line with exit code 2 instead of a traceback. OSError
+covers missing, unreadable, unwritable and locked files and ChecksumError."""
+
+
+def _resume_command(argv: list[str]) -> str:
+    """The command line that continues the run of `argv`."""
+    kept = [a for a in argv if a != "--overwrite"]
+    return "python -m dtp_eqx " + " ".join(
+        shlex.quote(a) for a in kept + ([] if "--resume" in kept else ["--resume"]))
+
+
 def main(argv=None) -> int:
+    """The command line; returns the exit code (0, 2 for an error, 130 for Ctrl-C)."""
     argv_used = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv_used)
+    except ANTICIPATED as err:
+        message = str(err) or type(err).__name__
+        if isinstance(err, OSError) and err.filename and str(err.filename) not in message:
+            message = f"{message}: {err.filename}"
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        from ._fit import RunInterrupted
+
+        if isinstance(err, RunInterrupted) and err.checkpoint is not None:
+            print(f"\ninterrupted: epoch {err.epoch} is saved in {err.checkpoint}; continue "
+                  f"with\n  {_resume_command(argv_used)}", file=sys.stderr)
+        else:
+            print("\ninterrupted before a checkpoint was saved; nothing to resume.",
+                  file=sys.stderr)
+        return 130
+
+
+def _main(argv_used: list[str]) -> int:
     args = build_parser().parse_args(argv_used)
     if args.command == "report":
         from ._reproduce import write_report
@@ -169,17 +221,14 @@ def main(argv=None) -> int:
         return 2
     network = {"feedback_activation": args.feedback_activation} if args.feedback_activation else {}
     if args.command == "search":
-        try:
-            found = search_experiment(
-                args.experiment, args.method, n_trials=args.trials, epochs=args.epochs,
-                n_train=args.n_train, n_valid=args.n_valid,
-                ranges={name: (low, high) for name, low, high in args.range} or None,
-                network=network, seed=args.seed, data_dir=args.data_dir, out=args.out,
-                quick=args.quick, command=command, progress=not args.no_progress,
-            )
-        except (FileNotFoundError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        found = search_experiment(
+            args.experiment, args.method, n_trials=args.trials, epochs=args.epochs,
+            n_train=args.n_train, n_valid=args.n_valid,
+            ranges={name: (low, high) for name, low, high in args.range} or None,
+            network=network, seed=args.seed, data_dir=args.data_dir, out=args.out,
+            quick=args.quick, overwrite=args.overwrite, command=command,
+            progress=not args.no_progress,
+        )
         best = ", ".join(f"{k}={v:.4g}" for k, v in found["best_hyper"].items())
         print(f"{args.experiment} {args.method}: best of {found['n_trials']} trials {best}, "
               f"validation error {100 * found['best_valid_error']:.2f}%")
@@ -201,19 +250,16 @@ def main(argv=None) -> int:
         )
         if value is not None
     }
-    try:
-        result = reproduce(
-            args.experiment, args.method, seeds=args.seeds, seed=args.seed,
-            data_dir=args.data_dir, out=args.out, quick=args.quick, resume=args.resume,
-            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
-            progress=not args.no_progress, search=not args.no_search,
-            network={**network, **({"tied": False} if args.untied else {})},
-            settings=args.settings, command=command,
-            **overrides,
-        )
-    except (FileNotFoundError, ValueError, FloatingPointError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = reproduce(
+        args.experiment, args.method, seeds=args.seeds, seed=args.seed,
+        data_dir=args.data_dir, out=args.out, quick=args.quick, resume=args.resume,
+        overwrite=args.overwrite, checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every, progress=not args.no_progress,
+        search=not args.no_search,
+        network={**network, **({"tied": False} if args.untied else {})},
+        settings=args.settings, command=command,
+        **overrides,
+    )
     test = result["final"]["test_error"]
     print(f"{args.experiment} {args.method}: test error {100 * test['mean']:.2f}% "
           f"± {100 * test['std']:.2f}% over {args.seeds} seeds, {result['epochs']} epochs, "

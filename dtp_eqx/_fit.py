@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -33,24 +34,57 @@ HISTORY_KEYS = (
     "recon_error", "recon_loss", "seconds",
 )
 _MAGIC = b"DTPEQXCK"
+DIVERGENCE_FACTOR = 10.0
+"""A training loss above this many times its value before training counts as a blow-up."""
+DIVERGENCE_EPOCHS = 2
+"""Consecutive blown-up epochs (or the last epoch) after which `fit` stops a run."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`: `epoch` epochs are complete and, when `checkpoint` is not
+    None, saved there (resume with `resume=True`, or `--resume`)."""
+
+    def __init__(self, epoch: int, checkpoint):
+        super().__init__(f"interrupted after epoch {epoch}")
+        self.epoch, self.checkpoint = epoch, checkpoint
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used: not a checkpoint, truncated, altered, or
+    written by a run whose model has other shapes. The message names the file."""
+
+
+_FORMAT = 2
+"""Checkpoint format: 2 adds the SHA-256 of the arrays and their shapes to the metadata."""
+
+
+def _leaf_shapes(tree) -> list:
+    """`[shape, dtype]` of every array in `tree`, as a checkpoint records them."""
+    return [[list(leaf.shape), str(leaf.dtype)]
+            for leaf in jax.tree.leaves(eqx.filter(tree, eqx.is_array))]
 
 
 def save_checkpoint(path, tree, meta: dict) -> Path:
     """Write `tree` (e.g. `(model, opt_state)`) and a JSON-able `meta` to one file, atomically.
 
     The file holds a header, the JSON metadata and the leaves serialised by
-    `eqx.tree_serialise_leaves`; it is written to a temporary file and renamed, so an
-    interrupted save leaves the previous checkpoint intact.
+    `eqx.tree_serialise_leaves`; the metadata also records the SHA-256 of the
+    serialised leaves and every array's shape and dtype, which `load_checkpoint`
+    checks. It is written to a temporary file and renamed, so an interrupted save
+    leaves the previous checkpoint intact.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     leaves = io.BytesIO()
     eqx.tree_serialise_leaves(leaves, tree)
+    body = leaves.getvalue()
+    meta = {**meta, "format": _FORMAT, "sha256": hashlib.sha256(body).hexdigest(),
+            "leaves": _leaf_shapes(tree)}
     header = json.dumps(meta).encode()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + len(header).to_bytes(8, "little") + header + leaves.getvalue())
+            f.write(_MAGIC + len(header).to_bytes(8, "little") + header + body)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -65,11 +99,35 @@ def load_checkpoint(path, like):
         `(tree, meta)`.
 
     Raises:
-        ValueError: when the file is not a dtp_eqx checkpoint.
+        CheckpointError (a ValueError): when the file is not a dtp_eqx checkpoint, is
+            truncated, does not match its checksum, or holds arrays whose shapes are not
+            those of `like` (a checkpoint of another run).
     """
     raw = Path(path).read_bytes()
     meta, size = _read_meta(raw, path)
-    tree = eqx.tree_deserialise_leaves(io.BytesIO(raw[16 + size :]), like)
+    body = raw[16 + size :]
+    if "sha256" in meta:  # format 2; older checkpoints carry no checksum
+        if hashlib.sha256(body).hexdigest() != meta["sha256"]:
+            raise CheckpointError(
+                f"checkpoint {path} is damaged: its contents do not match their checksum "
+                f"(truncated or altered; {len(raw)} bytes). Delete it, or start again with "
+                "--overwrite."
+            )
+        expected = _leaf_shapes(like)
+        if meta["leaves"] != expected:
+            raise CheckpointError(
+                f"checkpoint {path} comes from another run: it holds {len(meta['leaves'])} "
+                f"arrays, the first of shape {meta['leaves'][:1]}, where this run's model "
+                f"has {len(expected)}, the first {expected[:1]} (another network, number "
+                "of seeds or optimizer)."
+            )
+    try:
+        tree = eqx.tree_deserialise_leaves(io.BytesIO(body), like)
+    except Exception as err:  # equinox raises several kinds for a file that does not fit
+        raise CheckpointError(
+            f"checkpoint {path} does not fit this run's model ({type(err).__name__}: "
+            f"{str(err)[:200]}); it is damaged or comes from another run."
+        ) from None
     return tree, meta
 
 
@@ -77,7 +135,8 @@ def checkpoint_meta(path) -> dict:
     """The JSON metadata of a checkpoint written by `save_checkpoint`, without its arrays.
 
     Raises:
-        ValueError: when the file is not a dtp_eqx checkpoint.
+        CheckpointError (a ValueError): when the file is not a dtp_eqx checkpoint or
+            its header is damaged.
     """
     with open(path, "rb") as f:
         head = f.read(16)
@@ -87,9 +146,17 @@ def checkpoint_meta(path) -> dict:
 
 def _read_meta(raw: bytes, path) -> tuple[dict, int]:
     if not raw.startswith(_MAGIC):
-        raise ValueError(f"{path} is not a dtp_eqx checkpoint.")
+        raise CheckpointError(f"{path} is not a dtp_eqx checkpoint ({len(raw)} bytes).")
     size = int.from_bytes(raw[8:16], "little")
-    return json.loads(raw[16 : 16 + size]), size
+    if len(raw) < 16 + size:
+        raise CheckpointError(f"checkpoint {path} is truncated: its header is cut off.")
+    try:
+        meta = json.loads(raw[16 : 16 + size])
+    except (UnicodeDecodeError, ValueError):
+        meta = None
+    if not isinstance(meta, dict) or not {"epoch", "n_models", "config"} <= set(meta):
+        raise CheckpointError(f"checkpoint {path} is damaged: its header is not readable.")
+    return meta, size
 
 
 def _config_dict(config: TrainConfig) -> dict:
@@ -174,9 +241,13 @@ def fit(
             `dtp_eqx.random_search`). Scalars apply to every member (keyword-only).
         mesh: a one-axis mesh from `dtp_eqx.data_mesh()` to split every minibatch across its devices
             (data parallel, same results as one device up to float rounding) (keyword-only).
-        stop_on_divergence: raise `FloatingPointError` when the training loss becomes
-            non-finite; with False, diverged members of an ensemble keep NaN metrics
-            while the others train on (a sweep) (keyword-only).
+        stop_on_divergence: raise `FloatingPointError` when training diverges: an epoch's
+            training loss is not finite, or is more than `DIVERGENCE_FACTOR` (10) times
+            the loss of the model before training (measured on up to 1,000 training
+            examples) for `DIVERGENCE_EPOCHS` (2) epochs in a row or in the last epoch.
+            An epoch above that bound is never checkpointed, so the last good checkpoint
+            stays. With False, diverged members of an ensemble keep their (NaN or huge)
+            metrics while the others train on (a sweep) (keyword-only).
         run_info: a JSON-able dict stored in every checkpoint as `"run_info"` (read it
             back with `dtp_eqx.checkpoint_meta`), e.g. how the run was started
             (keyword-only).
@@ -192,10 +263,15 @@ def fit(
         excluded; the first epoch includes compilation).
 
     Raises:
-        ValueError: for inputs of the wrong size, labels out of range, non-finite inputs,
-            or a checkpoint from another run.
-        FloatingPointError: when the training loss becomes NaN or infinite; the last
-            checkpoint (from a finite epoch) is kept.
+        ValueError: for inputs of the wrong size, labels out of range, non-finite inputs.
+        CheckpointError (a ValueError): on `resume`, a checkpoint that is damaged (its
+            checksum or shapes do not match) or comes from another run (other settings,
+            number of seeds or network, or more epochs done than `config.epochs`); the
+            message names the file and what to change.
+        FloatingPointError: when training diverges (see `stop_on_divergence`); the
+            message names the checkpoint that keeps the last good epoch, if there is one.
+        RunInterrupted (a KeyboardInterrupt): on Ctrl-C; the last complete epoch is
+            saved to `checkpoint` first (when one is given), so `resume=True` continues.
 
     Example:
         >>> net = dtp_eqx.DTPNetwork((784, 240, 240, 10), key=jax.random.key(0))
@@ -254,20 +330,41 @@ def fit(
     opt_state = init_opt_state(model, config)
     history: dict[str, list] = {k: [] for k in HISTORY_KEYS}
     start_epoch, wall_before, wall_start = 0, 0.0, time.perf_counter()
+    reference = None  # the loss before training, against which a blow-up is judged
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        (model, opt_state), meta = load_checkpoint(checkpoint, (model, opt_state))
-        if (
-            not _same_config(meta["config"], config)
-            or meta["n_models"] != n_models
-            or meta.get("hyper", {}) != _hyper_dict(hyper)
-        ):
-            raise ValueError(
-                f"checkpoint {checkpoint} comes from another run (config "
-                f"{meta['config']}, {meta['n_models']} models); delete it or change the path."
+        # what the file says about its run, checked before its arrays are read
+        meta = checkpoint_meta(checkpoint)
+        if meta["n_models"] != n_models:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} comes from another run: it holds "
+                f"{meta['n_models'] or 1} seed(s), this run trains {n_models or 1} "
+                f"(pass --seeds {meta['n_models'] or 1} to resume it)."
             )
+        if not _same_config(meta["config"], config) or meta.get("hyper", {}) != _hyper_dict(hyper):
+            changed = sorted(k for k, v in _config_dict(config).items()
+                             if k in meta["config"] and meta["config"][k] != v)
+            was = ", ".join(f"{k}={meta['config'][k]!r}" for k in changed) or "per-member hyper"
+            raise CheckpointError(
+                f"checkpoint {checkpoint} comes from another run: it was started with "
+                f"{was}; resume with the settings it was started with, or pass --overwrite."
+            )
+        if meta["epoch"] > config.epochs:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} has {meta['epoch']} epochs done, more than the "
+                f"{config.epochs} asked for: pass --epochs {meta['epoch']} or more to "
+                "resume it, or --overwrite to start again."
+            )
+        (model, opt_state), meta = load_checkpoint(checkpoint, (model, opt_state))
         start_epoch = meta["epoch"]
+        reference = meta.get("reference_loss")
         wall_before = meta.get("wall_seconds", 0.0)
         history = {k: list(v) for k, v in meta["history"].items()}
+
+    if reference is None:
+        reference = (np.asarray(history["train_loss"][0]) if history["train_loss"] else
+                     _reference_loss(model, x, y, config, key, n_models))
+    reference = np.asarray(reference, np.float64)
+    saved = {"epoch": start_epoch if start_epoch else None}
 
     def save(epoch):
         meta = {
@@ -275,79 +372,125 @@ def fit(
             "n_models": n_models,
             "config": _config_dict(config),
             "hyper": _hyper_dict(hyper),
-            "history": {k: np.asarray(v).tolist() for k, v in history.items()},
+            "history": {k: np.asarray(v[:epoch]).tolist() for k, v in history.items()},
+            "reference_loss": reference.tolist(),
             # wall time since the run first started, over every resume
             "wall_seconds": wall_before + time.perf_counter() - wall_start,
         }
         if run_info is not None:
             meta["run_info"] = run_info
         save_checkpoint(checkpoint, (model, opt_state), meta)
+        saved["epoch"] = epoch
+
+    def kept() -> str:
+        """What the message says about the checkpoint: only one that exists is named."""
+        if checkpoint is None or not Path(checkpoint).exists():
+            return "; no checkpoint was saved"
+        try:
+            epoch = saved["epoch"] or checkpoint_meta(checkpoint)["epoch"]
+        except (OSError, ValueError):
+            return f"; {checkpoint} is left as it was"
+        return f"; the checkpoint {checkpoint} keeps the last saved epoch ({epoch})"
 
     desc = "autoencoder" if _is_autoencoder(model) else config.method
     bar = trange(
         start_epoch, config.epochs, desc=f"{desc} training", disable=not progress,
         initial=start_epoch, total=config.epochs,
     )
-    for epoch in bar:
-        epoch_key = _per_member(lambda k: jax.random.fold_in(k, epoch), key, n_models)
-        keys = _per_member(lambda k: jax.random.split(k, 1 + len(phases)), epoch_key, n_models)
-        start = time.perf_counter()
-        metrics = {}
-        for i, phase in enumerate(phases):
-            model, opt_state, phase_metrics = train_epoch(
-                model, opt_state, x, y, key=keys[..., 1 + i], config=config, phase=phase,
-                sigma=base_sigma * config.anneal(epoch), hyper=hyper, mesh=mesh,
-            )
-            metrics.update(phase_metrics)
-        jax.block_until_ready((model, metrics))
-        seconds = time.perf_counter() - start
-        # metrics have shape (n_batches,) or (n_models, n_batches)
-        train_loss = np.asarray(jnp.mean(metrics["loss"], axis=-1))
-        if stop_on_divergence and not np.isfinite(train_loss).all():
-            which = "" if n_models is None else (
-                f" (models {np.flatnonzero(~np.isfinite(train_loss)).tolist()})"
-            )
-            kept = f"; the checkpoint {checkpoint} keeps the last saved epoch" if checkpoint else ""
-            raise FloatingPointError(
-                f"training diverged in epoch {epoch + 1}{which}: the training loss is "
-                f"{train_loss}. Lower the learning rates or top_step{kept}."
-            )
-        history["seconds"].append(seconds)
-        history["train_loss"].append(train_loss)
-        history["train_error"].append(
-            np.asarray(jnp.mean(metrics["error"], axis=-1))
-            if "error" in metrics
-            else np.full(member_shape, np.nan)
-        )
-        last = epoch + 1 == config.epochs
-        eval_keys = _per_member(lambda k: jax.random.split(k, 3), keys[..., 0], n_models)
-        for i, name in enumerate(("valid", "test")):
-            if name in splits and ((epoch + 1) % eval_every == 0 or last):
-                result = evaluate(
-                    model, *splits[name], key=eval_keys[..., i], n_samples=config.n_samples
+    above = 0  # consecutive epochs with a training loss far above the reference
+    done = start_epoch  # epochs whose model, history and optimizer state are complete
+    try:
+        for epoch in bar:
+            epoch_key = _per_member(lambda k: jax.random.fold_in(k, epoch), key, n_models)
+            keys = _per_member(lambda k: jax.random.split(k, 1 + len(phases)), epoch_key,
+                               n_models)
+            start = time.perf_counter()
+            metrics = {}
+            new_model, new_opt_state = model, opt_state
+            for i, phase in enumerate(phases):
+                new_model, new_opt_state, phase_metrics = train_epoch(
+                    new_model, new_opt_state, x, y, key=keys[..., 1 + i], config=config,
+                    phase=phase, sigma=base_sigma * config.anneal(epoch), hyper=hyper,
+                    mesh=mesh,
                 )
+                metrics.update(phase_metrics)
+            jax.block_until_ready((new_model, metrics))
+            seconds = time.perf_counter() - start
+            # metrics have shape (n_batches,) or (n_models, n_batches)
+            train_loss = np.asarray(jnp.mean(metrics["loss"], axis=-1))
+            last = epoch + 1 == config.epochs
+            finite = np.isfinite(train_loss)
+            blown = ~finite | (train_loss > DIVERGENCE_FACTOR * reference)
+            above = above + 1 if blown.any() else 0
+            if stop_on_divergence and (
+                not finite.all() or above >= DIVERGENCE_EPOCHS or (above and last)
+            ):
+                which = "" if n_models is None else (
+                    f" (models {np.flatnonzero(blown).tolist()})"
+                )
+                why = ("is not finite" if not finite.all() else
+                       f"is more than {DIVERGENCE_FACTOR:g} times its value before training "
+                       f"({np.round(reference, 4).tolist()}) for {above} epoch(s)")
+                raise FloatingPointError(
+                    f"training diverged in epoch {epoch + 1}{which}: the training loss "
+                    f"{np.round(train_loss, 4).tolist()} {why}. Lower the learning rates "
+                    f"or top_step{kept()}."
+                )
+            model, opt_state = new_model, new_opt_state
+            history["seconds"].append(seconds)
+            history["train_loss"].append(train_loss)
+            history["train_error"].append(
+                np.asarray(jnp.mean(metrics["error"], axis=-1))
+                if "error" in metrics
+                else np.full(member_shape, np.nan)
+            )
+            eval_keys = _per_member(lambda k: jax.random.split(k, 3), keys[..., 0], n_models)
+            for i, name in enumerate(("valid", "test")):
+                if name in splits and ((epoch + 1) % eval_every == 0 or last):
+                    result = evaluate(
+                        model, *splits[name], key=eval_keys[..., i], n_samples=config.n_samples
+                    )
+                else:
+                    result = {"loss": np.full(member_shape, np.nan),
+                              "error": np.full(member_shape, np.nan)}
+                history[f"{name}_loss"].append(np.asarray(result["loss"]))
+                history[f"{name}_error"].append(np.asarray(result["error"]))
+            if _is_autoencoder(model):
+                recon = np.asarray(evaluate(model, recon_x, None)["loss"])[..., None]
             else:
-                result = {"loss": np.full(member_shape, np.nan), "error": np.full(member_shape, np.nan)}
-            history[f"{name}_loss"].append(np.asarray(result["loss"]))
-            history[f"{name}_error"].append(np.asarray(result["error"]))
-        if _is_autoencoder(model):
-            recon = np.asarray(evaluate(model, recon_x, None)["loss"])[..., None]
-        else:
-            recon_key = eval_keys[..., 2] if _samples(model) else None
-            recon = np.asarray(reconstruction_errors(model, recon_x, key=recon_key))
-        history["recon_error"].append(recon)
-        history["recon_loss"].append(
-            np.asarray(jnp.mean(metrics["recon_loss"], axis=-2))
-            if "recon_loss" in metrics
-            else np.full(member_shape + (n_inverses,), np.nan)
-        )
-        if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or last):
-            save(epoch + 1)
-        if callback is not None:
-            callback(epoch + 1, model, history)
-        postfix = {"loss": f"{float(np.mean(train_loss)):.4f}"}
-        valid_error = history["valid_error"][-1]
-        if np.isfinite(valid_error).all():
-            postfix["valid_error"] = f"{float(np.mean(valid_error)):.2%}"
-        bar.set_postfix(postfix, refresh=False)
+                recon_key = eval_keys[..., 2] if _samples(model) else None
+                recon = np.asarray(reconstruction_errors(model, recon_x, key=recon_key))
+            history["recon_error"].append(recon)
+            history["recon_loss"].append(
+                np.asarray(jnp.mean(metrics["recon_loss"], axis=-2))
+                if "recon_loss" in metrics
+                else np.full(member_shape + (n_inverses,), np.nan)
+            )
+            done = epoch + 1
+            # an epoch far above the reference is never saved over the last good one
+            if checkpoint is not None and ((epoch + 1) % checkpoint_every == 0 or last) \
+                    and not blown.any():
+                save(epoch + 1)
+            if callback is not None:
+                callback(epoch + 1, model, history)
+            postfix = {"loss": f"{float(np.mean(train_loss)):.4f}"}
+            valid_error = history["valid_error"][-1]
+            if np.isfinite(valid_error).all():
+                postfix["valid_error"] = f"{float(np.mean(valid_error)):.2%}"
+            bar.set_postfix(postfix, refresh=False)
+    except KeyboardInterrupt:
+        bar.close()
+        # the model of the last complete epoch is consistent: save it unless it is saved
+        if checkpoint is not None and done > (saved["epoch"] or 0) and above == 0:
+            save(done)
+        raise RunInterrupted(done, checkpoint if saved["epoch"] else None) from None
     return model, {k: np.asarray(v, np.float64) for k, v in history.items()}
+
+
+def _reference_loss(model, x, y, config, key, n_models):
+    """The loss of the untrained model on (up to) 1,000 training examples, per member."""
+    n = min(len(x), 1000)
+    ref_key = _per_member(lambda k: jax.random.fold_in(k, 2**31 - 1), key, n_models)
+    labels = None if _is_autoencoder(model) else y[:n]
+    return np.asarray(evaluate(model, x[:n], labels, key=ref_key,
+                               n_samples=config.n_samples)["loss"])

@@ -22,6 +22,7 @@ from ._autoencoder import linear_probe
 from ._pretrain import finetune, search_autoencoder, summary
 from ._data import load_cifar10, load_mnist
 from ._fit import checkpoint_meta, fit
+from ._outputs import claim_outputs
 from ._paper import paper_config, paper_experiment, paper_network
 from ._provenance import provenance, write_json
 
@@ -30,12 +31,18 @@ QUICK = {"n_train": 500, "n_valid": 200, "n_test": 200, "epochs": 1, "n_samples"
          "finetune_epochs": 1, "probe_epochs": 2}
 """What `quick=True` shrinks a run to: a smoke test of the whole pipeline."""
 PROBE_EPOCHS = 100
+FINETUNES = {"bp": ("bp", False), "dtp": ("dtp", False), "bp-from-scratch": ("bp", True)}
+"""The auto-encoder's fine-tunings: name -> (method, from a random start instead)."""
 """Epochs of the auto-encoder's linear probes (Adam 1e-3, best validation epoch kept)."""
 
 
-def _load(dataset: str, data_dir):
+def _check_data_dir(data_dir) -> None:
     if data_dir is not None and not Path(data_dir).is_dir():
         raise FileNotFoundError(f"data_dir={str(data_dir)!r} is not a directory.")
+
+
+def _load(dataset: str, data_dir):
+    _check_data_dir(data_dir)
     if dataset == "cifar10":
         return load_cifar10(data_dir)
     return load_mnist(data_dir)
@@ -51,6 +58,7 @@ def reproduce(
     out=None,
     quick: bool = False,
     resume: bool = False,
+    overwrite: bool = False,
     checkpoint_every: int = 5,
     eval_every: int = 1,
     command: str | None = None,
@@ -73,6 +81,10 @@ def reproduce(
             `results/quick/` in quick mode); checkpoints go beside it as `.ckpt`.
         quick: a few hundred examples for one epoch, to test the pipeline.
         resume: continue from the checkpoint of an interrupted run.
+        overwrite: replace the outputs of an earlier run (its results file and
+            checkpoints). Without it, or `resume`, a run whose outputs exist stops before
+            training; a second run on the same `out` stops at once while the first holds
+            its lock (`OUT.lock`).
         checkpoint_every, eval_every: passed to `dtp_eqx.fit`.
         command: the command line that asked for this run, recorded in the results file.
         progress: show progress bars.
@@ -108,11 +120,34 @@ def reproduce(
     config = paper_config(experiment, method, **overrides)
     # the paper gives no training length for its auto-encoder
     paper_epochs = None if autoencoder else paper_config(experiment, method).epochs
+    _check_data_dir(data_dir)
+    default = Path("results") / ("quick" if quick else "") / f"{experiment}-{method}.json"
+    out = Path(out) if out is not None else default
+    checkpoint = out.with_suffix(".ckpt")
+    outputs = {"results file": out, "checkpoint": checkpoint}
+    if autoencoder:
+        if search:
+            outputs["search file"] = out.with_suffix(".search.ckpt")
+        for name in FINETUNES:
+            outputs[f"{name} fine-tuning checkpoint"] = out.with_suffix(f".finetune-{name}.ckpt")
+    with claim_outputs(out, outputs, resume=resume, overwrite=overwrite, command=command,
+                       resumable=tuple(p for w, p in outputs.items() if w != "results file")):
+        return _reproduce(
+            experiment, method, info, config, overrides, network, from_search, now,
+            seeds=seeds, seed=seed, data_dir=data_dir, out=out, quick=quick, resume=resume,
+            checkpoint_every=checkpoint_every, eval_every=eval_every, command=command,
+            progress=progress, search=search, paper_epochs=paper_epochs,
+        )
+
+
+def _reproduce(experiment, method, info, config, overrides, network, from_search, now, *,
+               seeds, seed, data_dir, out, quick, resume, checkpoint_every, eval_every,
+               command, progress, search, paper_epochs) -> dict:
+    """The run of `reproduce`, once its outputs are checked and locked."""
+    autoencoder = experiment == "autoencoder"
     data = _load(info["dataset"], data_dir)
     if quick:
         data = data.take(QUICK["n_train"], QUICK["n_valid"], QUICK["n_test"], spread=True)
-    default = Path("results") / ("quick" if quick else "") / f"{experiment}-{method}.json"
-    out = Path(out) if out is not None else default
     init_keys = jax.random.split(jax.random.key(seed), seeds)
     train_keys = jax.random.split(jax.random.key(seed + 1), seeds)
 
@@ -251,6 +286,7 @@ def search_experiment(
     data_dir=None,
     out=None,
     quick: bool = False,
+    overwrite: bool = False,
     command: str | None = None,
     progress: bool = True,
 ) -> dict:
@@ -272,12 +308,12 @@ def search_experiment(
             `{"feedback_activation": "tanh"}` (keyword-only).
         seed: draws the settings, initial weights and training (keyword-only).
         data_dir, out, quick, command, progress: as for `reproduce` (keyword-only).
+        overwrite: replace an existing results file; without it the search stops before
+            training when `out` exists (keyword-only).
 
     Returns:
         The results dictionary that was written.
     """
-    from ._sweep import random_search
-
     start, started = time.perf_counter(), provenance()
     info = paper_experiment(experiment)
     network = dict(network or {})
@@ -285,45 +321,56 @@ def search_experiment(
         n_trials, epochs, n_train, n_valid = min(n_trials, 2), 1, QUICK["n_train"], QUICK["n_valid"]
     config = paper_config(experiment, method, epochs=epochs)
     ranges = default_search_ranges(experiment, method) if ranges is None else ranges
-    data = _load(info["dataset"], data_dir).take(n_train, n_valid, 0)
-    if data.x_valid is None or len(data.x_valid) < 1:
-        raise ValueError(f"n_valid={n_valid!r} must leave at least one validation image.")
-    found = random_search(
+    default = Path("results") / ("quick" if quick else "") / "search"
+    out = Path(out) if out is not None else default / f"{experiment}-{method}.json"
+    _check_data_dir(data_dir)
+    with claim_outputs(out, {"results file": out}, resume=False, overwrite=overwrite,
+                       command=command):
+        data = _load(info["dataset"], data_dir).take(n_train, n_valid, 0)
+        if data.x_valid is None or len(data.x_valid) < 1:
+            raise ValueError(f"n_valid={n_valid!r} must leave at least one validation image.")
+        found = _search(experiment, network, data, config, n_trials=n_trials, ranges=ranges,
+                        seed=seed, progress=progress, epochs=epochs)
+        trials = [
+            {**{name: float(v[i]) for name, v in found["hyper"].items()},
+             "valid_error": float(found["valid_error"][i]),
+             "train_loss": float(found["history"]["train_loss"][-1][i])}
+            for i in range(n_trials)
+        ]
+        result = {
+            "experiment": experiment,
+            "method": method,
+            "quick": quick,
+            "data": repr(data),
+            "n_trials": n_trials,
+            "epochs": epochs,
+            "n_train": len(data.x_train),
+            "n_valid": len(data.x_valid),
+            "ranges": {name: list(map(float, r)) for name, r in ranges.items()},
+            "network": network,
+            "config": dataclasses.asdict(config),
+            "seed": seed,
+            "trials": trials,
+            "best": found["best"],
+            "best_hyper": found["best_hyper"],
+            "best_valid_error": float(found["valid_error"][found["best"]]),
+            "command": command,
+            "wall_seconds": time.perf_counter() - start,
+            "provenance": {**started, "finished": provenance()["date"]},
+        }
+        write_json(out, result)
+    return result
+
+
+def _search(experiment, network, data, config, *, n_trials, ranges, seed, progress, epochs):
+    """`random_search` over the experiment's network (`search_experiment`'s trials)."""
+    from ._sweep import random_search
+
+    return random_search(
         lambda k: paper_network(experiment, key=k, **network), data, config,
         n_trials=n_trials, key=jax.random.key(seed), ranges=ranges, progress=progress,
         eval_every=epochs,
     )
-    default = Path("results") / ("quick" if quick else "") / "search" / f"{experiment}-{method}.json"
-    out = Path(out) if out is not None else default
-    trials = [
-        {**{name: float(v[i]) for name, v in found["hyper"].items()},
-         "valid_error": float(found["valid_error"][i]),
-         "train_loss": float(found["history"]["train_loss"][-1][i])}
-        for i in range(n_trials)
-    ]
-    result = {
-        "experiment": experiment,
-        "method": method,
-        "quick": quick,
-        "data": repr(data),
-        "n_trials": n_trials,
-        "epochs": epochs,
-        "n_train": len(data.x_train),
-        "n_valid": len(data.x_valid),
-        "ranges": {name: list(map(float, r)) for name, r in ranges.items()},
-        "network": network,
-        "config": dataclasses.asdict(config),
-        "seed": seed,
-        "trials": trials,
-        "best": found["best"],
-        "best_hyper": found["best_hyper"],
-        "best_valid_error": float(found["valid_error"][found["best"]]),
-        "command": command,
-        "wall_seconds": time.perf_counter() - start,
-        "provenance": {**started, "finished": provenance()["date"]},
-    }
-    write_json(out, result)
-    return result
 
 
 def _search_autoencoder(make, data, config, info, overrides, *, quick, seed, sidecar,
@@ -370,8 +417,7 @@ def _judge_autoencoder(model, untrained, data, info, *, train_keys, quick, out, 
     spec = info["finetune"]
     epochs = QUICK["finetune_epochs"] if quick else spec["epochs"]
     finetunes = {}
-    for name, method, scratch in (("bp", "bp", False), ("dtp", "dtp", False),
-                                  ("bp-from-scratch", "bp", True)):
+    for name, (method, scratch) in FINETUNES.items():
         grid = spec[method]
         config = TrainConfig(method=method, schedule="per-batch", epochs=epochs,
                              lr_forward=grid["lr_forward"][0],

@@ -118,11 +118,110 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path, getkey):
     dtp_eqx.fit(model, data, calm, key=getkey(), progress=False, checkpoint=path)
     before = path.read_bytes()
     wild = dtp_eqx.TrainConfig(method="bp", optimizer="sgd", lr_forward=3e38, epochs=3, batch_size=50)
-    with pytest.raises(FloatingPointError, match="keeps the last saved epoch"):
+    # diverged in its first epoch: nothing saved, and the message names no checkpoint
+    with pytest.raises(FloatingPointError, match="no checkpoint was saved"):
         dtp_eqx.fit(model, data, wild, key=getkey(), progress=False,
                     checkpoint=tmp_path / "wild.ckpt", checkpoint_every=1)
-    assert not (tmp_path / "wild.ckpt").exists()  # diverged in its first epoch: nothing saved
+    assert not (tmp_path / "wild.ckpt").exists()
+    # on the path of a good checkpoint, the blow-up leaves it as it was, and says so
+    with pytest.raises(FloatingPointError, match=r"keeps the last saved epoch \(1\)"):
+        dtp_eqx.fit(model, data, wild, key=getkey(), progress=False, checkpoint=path,
+                    checkpoint_every=1)
     assert path.read_bytes() == before
+
+
+def test_a_blow_up_without_nan_stops_the_run(tmp_path, getkey):
+    """A finite loss far above its value before training, for two epochs, is a divergence;
+    the blown-up epochs are never saved over the last good checkpoint."""
+    data, model = _data(getkey()), _make(getkey())
+    path = tmp_path / "run.ckpt"
+    dtp_eqx.fit(model, data, CONFIG, key=getkey(), progress=False, checkpoint=path)
+    before = path.read_bytes()
+    wild = dataclasses.replace(CONFIG, epochs=6, lr_forward=1e3)
+    with pytest.raises(FloatingPointError, match="more than 10 times its value before") as err:
+        dtp_eqx.fit(model, data, wild, key=getkey(), progress=False, checkpoint=path,
+                    checkpoint_every=1)
+    assert "epoch 2:" in str(err.value) and "not finite" not in str(err.value)
+    assert path.read_bytes() == before
+    # a sweep (stop_on_divergence=False) trains on
+    _, history = dtp_eqx.fit(model, data, dataclasses.replace(wild, epochs=2), key=getkey(),
+                             progress=False, stop_on_divergence=False)
+    assert history["train_loss"].shape == (2,)
+
+
+def _saved_run(tmp_path, getkey, n_models=2, epochs=2):
+    data = _data(getkey())
+    ensemble = eqx.filter_vmap(_make)(jax.random.split(getkey(), n_models))
+    path = tmp_path / "run.ckpt"
+    config = dataclasses.replace(CONFIG, epochs=epochs)
+    dtp_eqx.fit(ensemble, data, config, key=jax.random.split(getkey(), n_models),
+                progress=False, checkpoint=path)
+    return data, config, path
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "header", "empty"])
+def test_a_damaged_checkpoint_is_one_clear_error(damage, tmp_path, getkey):
+    data, config, path = _saved_run(tmp_path, getkey)
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[-100] ^= 0x01  # one bit of one weight
+    elif damage == "truncate":
+        raw = raw[: len(raw) - 1000]
+    elif damage == "header":
+        raw = raw[:40] + b"}{" + raw[42:]
+    else:
+        raw = b""
+    path.write_bytes(bytes(raw))
+    ensemble = eqx.filter_vmap(_make)(jax.random.split(getkey(), 2))
+    with pytest.raises(dtp_eqx.CheckpointError, match=str(path)):
+        dtp_eqx.fit(ensemble, data, dataclasses.replace(config, epochs=3),
+                    key=jax.random.split(getkey(), 2), progress=False, checkpoint=path,
+                    resume=True)
+
+
+def test_resuming_another_run_says_what_differs(tmp_path, getkey):
+    data, config, path = _saved_run(tmp_path, getkey, n_models=2, epochs=3)
+    three = eqx.filter_vmap(_make)(jax.random.split(getkey(), 3))
+    with pytest.raises(dtp_eqx.CheckpointError, match="holds 2 seed.*pass --seeds 2"):
+        dtp_eqx.fit(three, data, config, key=jax.random.split(getkey(), 3), progress=False,
+                    checkpoint=path, resume=True)
+    two = eqx.filter_vmap(_make)(jax.random.split(getkey(), 2))
+    with pytest.raises(dtp_eqx.CheckpointError, match="has 3 epochs done.*--epochs 3"):
+        dtp_eqx.fit(two, data, dataclasses.replace(config, epochs=2),
+                    key=jax.random.split(getkey(), 2), progress=False, checkpoint=path,
+                    resume=True)
+    with pytest.raises(dtp_eqx.CheckpointError, match="started with top_step=0.05"):
+        dtp_eqx.fit(two, data, dataclasses.replace(config, top_step=0.1),
+                    key=jax.random.split(getkey(), 2), progress=False, checkpoint=path,
+                    resume=True)
+    # a network of other sizes, same settings: the shapes say it is another run
+    other = eqx.filter_vmap(lambda k: dtp_eqx.DTPNetwork((8, 12, 12, 16, 3), key=k))(
+        jax.random.split(getkey(), 2))
+    with pytest.raises(dtp_eqx.CheckpointError, match="comes from another run"):
+        dtp_eqx.fit(other, data, dataclasses.replace(config, epochs=4),
+                    key=jax.random.split(getkey(), 2), progress=False, checkpoint=path,
+                    resume=True)
+
+
+def test_ctrl_c_saves_the_last_complete_epoch(tmp_path, getkey):
+    data, model, key = _data(getkey()), _make(getkey()), getkey()
+    path = tmp_path / "run.ckpt"
+    config = dataclasses.replace(CONFIG, epochs=4)
+
+    def stop(epoch, model, history):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(dtp_eqx.RunInterrupted) as err:
+        dtp_eqx.fit(model, data, config, key=key, progress=False, checkpoint=path,
+                    checkpoint_every=10, callback=stop)
+    assert (err.value.epoch, err.value.checkpoint) == (2, path)
+    assert dtp_eqx.checkpoint_meta(path)["epoch"] == 2
+    resumed, history = dtp_eqx.fit(model, data, config, key=key, progress=False,
+                                   checkpoint=path, resume=True)
+    straight, straight_history = dtp_eqx.fit(model, data, config, key=key, progress=False)
+    assert tree_allclose(resumed, straight)
+    np.testing.assert_allclose(history["test_loss"], straight_history["test_loss"])
 
 
 def test_eval_every_and_callback(getkey):

@@ -1,6 +1,7 @@
 """The reproduction command: quick runs of every experiment, resuming, bad flags, report."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -140,6 +141,10 @@ def test_untied_autoencoder_without_search(data_dir, tmp_path):
         (["reproduce", "mnist-deep", "--epochs", "-3"], "-3 is not positive"),
         (["reproduce", "mnist-deep", "--seeds", "many"], "'many' is not an integer"),
         (["reproduce", "mnist-deep", "--sigma", "-1"], "-1.0 is negative"),
+        (["reproduce", "mnist-deep", "--sigma", "nan"], "'nan' is not a finite number"),
+        (["reproduce", "mnist-deep", "--sigma", "inf"], "'inf' is not a finite number"),
+        (["reproduce", "mnist-deep", "--lr-forward", "inf"], "'inf' is not a finite number"),
+        (["reproduce", "mnist-deep", "--resume", "--overwrite"], "not allowed with argument"),
         (["search", "mnist-deep", "--range", "eta=1:2"], "'eta' is not a searchable setting"),
         (["search", "mnist-deep", "--range", "sigma=0:1"], "needs 0 < LOW <= HIGH"),
     ],
@@ -226,3 +231,105 @@ def test_load_results_skips_quick_runs(tmp_path):
     assert list(runs) == [("mnist-deep", "dtp")]
     with pytest.raises(FileNotFoundError, match="results_dir="):
         dtp_eqx.load_results(tmp_path / "missing")
+
+
+def _quick(out, data_dir, *flags):
+    return ["reproduce", "mnist-deep", "--method", "bp", "--quick", "--seeds", "1",
+            "--out", str(out), "--data-dir", str(data_dir), "--no-progress", *flags]
+
+
+def test_a_second_run_never_replaces_the_first(data_dir, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(_quick(out, data_dir, "--epochs", "2")) == 0
+    results, checkpoint = out.read_bytes(), out.with_suffix(".ckpt").read_bytes()
+    capsys.readouterr()
+    # the same command again: stops before training, says how to go on, changes nothing
+    assert main(_quick(out, data_dir, "--epochs", "2")) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--resume" in err and "--overwrite" in err
+    assert out.read_bytes() == results and out.with_suffix(".ckpt").read_bytes() == checkpoint
+    # --overwrite replaces it; resuming a run whose checkpoint is gone is refused
+    assert main(_quick(out, data_dir, "--epochs", "1", "--overwrite")) == 0
+    assert json.loads(out.read_text())["epochs"] == 1
+    out.with_suffix(".ckpt").unlink()
+    before = out.read_bytes()
+    assert main(_quick(out, data_dir, "--epochs", "2", "--resume")) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert out.read_bytes() == before
+
+
+def test_a_run_on_a_locked_output_stops_at_once(data_dir, tmp_path, capsys):
+    from dtp_eqx._outputs import output_lock
+
+    out = tmp_path / "r.json"
+    with output_lock(out, command="python -m dtp_eqx reproduce (the first run)"):
+        assert main(_quick(out, data_dir)) == 2
+        err = capsys.readouterr().err
+        assert "another run is writing" in err and "(the first run)" in err
+        assert f"process {os.getpid()}" in err
+    assert not out.exists() and not out.with_name("r.json.lock").exists()
+    assert main(_quick(out, data_dir)) == 0  # released: the run goes ahead
+
+
+@pytest.mark.parametrize("case", ["folder", "same-as-checkpoint", "unwritable"])
+def test_bad_outputs_are_refused_before_training(case, tmp_path, capsys):
+    empty = tmp_path / "no-data"  # no dataset here: the run must stop before loading
+    empty.mkdir()
+    if case == "folder":
+        out, message = tmp_path / "a-folder", "is a folder"
+        out.mkdir()
+    elif case == "same-as-checkpoint":
+        out, message = tmp_path / "run.ckpt", "would be the same file"
+    else:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        out, message = blocker / "r.json", "cannot be written"
+    assert main(_quick(out, empty)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "No MNIST data" not in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_errors_are_one_line(data_dir, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(_quick(out, data_dir, "--epochs", "1")) == 0
+    checkpoint = out.with_suffix(".ckpt")
+    raw = bytearray(checkpoint.read_bytes())
+    raw[-50] ^= 0x10
+    checkpoint.write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert main(_quick(out, data_dir, "--epochs", "2", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: checkpoint") and "damaged" in err and str(checkpoint) in err
+    assert len(err.strip().splitlines()) == 1
+    # a dataset file that is not a zip archive
+    bad = tmp_path / "bad-data"
+    bad.mkdir()
+    (bad / "mnist.npz").write_bytes(b"not a zip file")
+    assert main(_quick(tmp_path / "s.json", bad)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def test_ctrl_c_prints_the_resume_command(data_dir, tmp_path, capsys, monkeypatch):
+    import dtp_eqx._reproduce as reproduce_module
+
+    real_fit = reproduce_module.fit
+
+    def interrupted_fit(*args, **kwargs):
+        def stop(epoch, model, history):
+            raise KeyboardInterrupt
+
+        return real_fit(*args, **kwargs, callback=stop)
+
+    monkeypatch.setattr(reproduce_module, "fit", interrupted_fit)
+    out = tmp_path / "r.json"
+    assert main(_quick(out, data_dir, "--epochs", "3", "--checkpoint-every", "5")) == 130
+    err = capsys.readouterr().err
+    assert f"epoch 1 is saved in {out.with_suffix('.ckpt')}" in err
+    assert err.strip().endswith("--no-progress --epochs 3 --checkpoint-every 5 --resume")
+    assert "Traceback" not in err
+    monkeypatch.setattr(reproduce_module, "fit", real_fit)
+    assert main(_quick(out, data_dir, "--epochs", "3", "--checkpoint-every", "5",
+                       "--resume")) == 0
+    assert json.loads(out.read_text())["resumed"][0]["epoch"] == 1
