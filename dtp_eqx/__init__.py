@@ -29,6 +29,7 @@ from ._diagnostics import (
     angle_degrees as angle_degrees,
     angles_to_backprop as angles_to_backprop,
     reconstruction_errors as reconstruction_errors,
+    target_consistency as target_consistency,
     target_offsets as target_offsets,
 )
 from ._fit import (

@@ -140,6 +140,50 @@ def target_offsets(
     return jnp.stack([jnp.mean(jnp.linalg.norm(t - p, axis=-1)) for t, p in zip(ts, ps)])
 
 
+@eqx.filter_jit
+def target_consistency(
+    net,
+    x: Float[Array, "batch n_in"],
+    y: Int[Array, " batch"],
+    *,
+    top_step: float | Float[Array, ""],
+    method: str = "dtp",
+    key: PRNGKeyArray | None = None,
+) -> dict[str, Float[Array, " n_inverses"]]:
+    """Per propagated layer, how well a target below reproduces the target above.
+
+    Target propagation wants `f_i(t_{i-1}) = t_i`: if layer `i-1` reaches its target,
+    layer `i`'s input then produces layer `i`'s target. To first order the DTP target
+    moves by `J_g (t_i - h_i)`, so `f_i(t_{i-1}) - t_i = (J_f J_g - I)(t_i - h_i)`: the
+    error measures how far `J_f J_g` is from the identity on the directions targets
+    actually move in, the condition the difference correction relies on.
+
+    Args:
+        net: a `DTPNetwork`.
+        x: inputs, shape `(batch, n_0)`; y: labels, shape `(batch,)`.
+        top_step: per-example first-target step, `> 0` (keyword-only).
+        method: `"dtp"` or `"tp"` (keyword-only).
+        key: key for the stochastic units' samples (keyword-only).
+
+    Returns:
+        For layers `i = 2 .. M-1` (the `M - 2` layers whose targets are propagated
+        through `g_i`), arrays of shape `(M - 2,)`: `"error"`, the batch mean of
+        `||f_i(t_{i-1}) - t_i||`, and `"relative"`, that error divided by the batch mean
+        of `||t_i - h_i||` (0: consistent; 1: no better than leaving `t_{i-1} = h_{i-1}`).
+    """
+    check_choice("method", method, METHODS)
+    check_nonnegative("top_step", top_step)
+    key = jax.random.key(0) if key is None else key
+    _, ts, ps = _batch_targets(net, x, y, jax.random.split(key, x.shape[0]), top_step, method)
+    error, offset = [], []
+    for i in range(1, len(ts)):
+        reached = jax.vmap(net.layers[i])(ts[i - 1])
+        error.append(jnp.mean(jnp.linalg.norm(reached - ts[i], axis=-1)))
+        offset.append(jnp.mean(jnp.linalg.norm(ts[i] - ps[i], axis=-1)))
+    error, offset = jnp.stack(error), jnp.stack(offset)
+    return {"error": error, "relative": error / offset}
+
+
 def reconstruction_errors(
     net, x: Float[Array, "n n_in"], *, key: Keys | None = None
 ) -> Float[Array, "*n_models n_inverses"]:

@@ -99,7 +99,7 @@ def load_checkpoint(path, like):
         `(tree, meta)`.
 
     Raises:
-        CheckpointError (a ValueError): when the file is not a dtp_eqx checkpoint, is
+        CheckpointError: (a ValueError) when the file is not a dtp_eqx checkpoint, is
             truncated, does not match its checksum, or holds arrays whose shapes are not
             those of `like` (a checkpoint of another run).
     """
@@ -135,7 +135,7 @@ def checkpoint_meta(path) -> dict:
     """The JSON metadata of a checkpoint written by `save_checkpoint`, without its arrays.
 
     Raises:
-        CheckpointError (a ValueError): when the file is not a dtp_eqx checkpoint or
+        CheckpointError: (a ValueError) when the file is not a dtp_eqx checkpoint or
             its header is damaged.
     """
     with open(path, "rb") as f:
@@ -264,13 +264,13 @@ def fit(
 
     Raises:
         ValueError: for inputs of the wrong size, labels out of range, non-finite inputs.
-        CheckpointError (a ValueError): on `resume`, a checkpoint that is damaged (its
+        CheckpointError: (a ValueError) on `resume`, a checkpoint that is damaged (its
             checksum or shapes do not match) or comes from another run (other settings,
             number of seeds or network, or more epochs done than `config.epochs`); the
             message names the file and what to change.
         FloatingPointError: when training diverges (see `stop_on_divergence`); the
             message names the checkpoint that keeps the last good epoch, if there is one.
-        RunInterrupted (a KeyboardInterrupt): on Ctrl-C; the last complete epoch is
+        RunInterrupted: (a KeyboardInterrupt) on Ctrl-C; the last complete epoch is
             saved to `checkpoint` first (when one is given), so `resume=True` continues.
 
     Example:

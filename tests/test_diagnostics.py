@@ -108,3 +108,30 @@ def test_angles_accept_a_traced_top_step(getkey):
         plain = dtp_eqx.angles_to_backprop(net, x, y, top_step=step)["weight"]
         # arccos near 0 degrees turns float rounding into a few hundredths of a degree
         np.testing.assert_allclose(traced[i], plain, atol=0.1)
+
+
+def _with_exact_inverses(net):
+    """A linear network whose feedback mappings are the exact inverses of its layers."""
+    layers = list(net.layers)
+    for i in range(1, len(layers)):
+        w, b = layers[i].forward.weight, layers[i].forward.bias
+        inverse = jnp.linalg.inv(w)
+        layers[i] = eqx.tree_at(lambda l: (l.feedback.weight, l.feedback.bias), layers[i],
+                                (inverse, -inverse @ b))
+    return eqx.tree_at(lambda n: n.layers, net, tuple(layers))
+
+
+def test_target_consistency_is_zero_for_exact_inverses_only(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 5, 5, 3), activation="identity", key=getkey())
+    x = jax.random.normal(getkey(), (32, 6))
+    y = jnp.arange(32) % 3
+    exact = dtp_eqx.target_consistency(_with_exact_inverses(net), x, y, top_step=0.1)
+    assert exact["error"].shape == exact["relative"].shape == (2,)
+    assert float(jnp.max(exact["relative"])) < 1e-3
+    # random feedback weights: a layer that reaches its target does not give the next its own
+    rough = dtp_eqx.target_consistency(net, x, y, top_step=0.1)
+    assert float(jnp.min(rough["relative"])) > 0.3
+    # TP's target with exact inverses is consistent too (then it equals DTP's)
+    tp = dtp_eqx.target_consistency(_with_exact_inverses(net), x, y, top_step=0.1,
+                                    method="tp")
+    assert float(jnp.max(tp["relative"])) < 1e-3
