@@ -37,7 +37,8 @@ class Dataset:
         x_train: shape `(n_train, n_features)`, values in [0, 1]; y_train: `(n_train,)`
             integer labels (None for unlabelled data, enough to train an auto-encoder).
         x_valid, y_valid: the validation split (the last `n_valid` official training
-            images), or None.
+            images; empty arrays, shape `(0, n_features)` and `(0,)`, for `n_valid=0`),
+            or None.
         x_test, y_test: the official test split, or None.
         name: a human-readable name, e.g. `"MNIST"` or `"CIFAR-10 (JPEG q75 copy)"`.
         image_shape: shape of one image, e.g. `(28, 28)` or `(32, 32, 3)`, for plotting.
@@ -60,9 +61,9 @@ class Dataset:
 
     def take(
         self,
-        n_train: int | None = None,
-        n_valid: int | None = None,
-        n_test: int | None = None,
+        n_train: int | np.integer | None = None,
+        n_valid: int | np.integer | None = None,
+        n_test: int | np.integer | None = None,
         *,
         spread: bool = False,
     ) -> Dataset:
@@ -204,48 +205,106 @@ def _check_md5(path: Path, expected: str) -> None:
         )
 
 
-def download_file(urls, dest: Path, *, md5: str, progress: bool = True) -> Path:
+DOWNLOAD_TIMEOUT = 60.0
+"""Seconds `download_file` waits for a server to connect or to send more bytes."""
+_STALE_PART_SECONDS = 3600.0
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Delete temporary files of `dest` left by a download that was killed (a crash or
+    a kill signal, which no `finally` sees): untouched for an hour, far longer than a
+    live download, which writes every few seconds or fails after `DOWNLOAD_TIMEOUT`."""
+    import time
+
+    for part in dest.parent.glob(f".{dest.name}.*.part"):
+        try:
+            if time.time() - part.stat().st_mtime > _STALE_PART_SECONDS:
+                part.unlink()
+        except OSError:
+            pass
+
+
+def download_file(
+    urls, dest: Path, *, md5: str, progress: bool = True, timeout: float | None = None
+) -> Path:
     """Download the first reachable of `urls` to `dest`, verifying its MD5.
 
-    The bytes go to a temporary file in `dest`'s folder, which is renamed to `dest` only
-    after the checksum matches; on any failure or interruption it is removed.
+    The bytes go to a temporary `.part` file in `dest`'s folder, which is renamed to
+    `dest` only after the checksum matches; on any failure or interruption it is
+    removed, and so are the folders this call created, when they are left empty. A
+    server that connects or sends nothing for `timeout` seconds (default
+    `DOWNLOAD_TIMEOUT`) counts as failed; each failure is reported on stderr with its
+    URL, and the next URL is tried.
 
     Raises:
-        ChecksumError: when a download completes with the wrong checksum.
-        OSError: when no URL could be downloaded.
+        OSError: when no URL could be downloaded, naming each URL and why it failed (a
+            stall, a network error, or a wrong checksum).
     """
+    import socket
     import urllib.request
 
     from tqdm.auto import tqdm
 
+    timeout = DOWNLOAD_TIMEOUT if timeout is None else timeout
     dest = Path(dest)
+    created = _missing_folders(dest.parent)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(dest)
+    urls = list(urls)
     errors = []
-    for url in urls:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        try:
-            digest = hashlib.md5()
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
-                total = int(resp.headers.get("Content-Length") or 0) or None
-                with tqdm(
-                    total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-                ) as bar:
-                    for block in iter(lambda: resp.read(1 << 16), b""):
-                        out.write(block)
-                        digest.update(block)
-                        bar.update(len(block))
-            if digest.hexdigest() != md5:
-                raise ChecksumError(
-                    f"{url} downloaded with md5 {digest.hexdigest()}, expected {md5}."
-                )
-            os.replace(tmp, dest)
-            return dest
-        except (OSError, ValueError) as err:  # URLError and ChecksumError are OSErrors
-            errors.append(f"{url}: {err}")
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    raise OSError(f"could not download {dest.name}:\n  " + "\n  ".join(errors))
+    try:
+        for i, url in enumerate(urls):
+            tmp = None
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:
+                    fd, tmp = tempfile.mkstemp(
+                        dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"
+                    )
+                    digest = hashlib.md5()
+                    total = int(resp.headers.get("Content-Length") or 0) or None
+                    with os.fdopen(fd, "wb") as out, tqdm(
+                        total=total, unit="B", unit_scale=True, desc=dest.name,
+                        disable=not progress,
+                    ) as bar:
+                        for block in iter(lambda: resp.read(1 << 16), b""):
+                            out.write(block)
+                            digest.update(block)
+                            bar.update(len(block))
+                if digest.hexdigest() != md5:
+                    raise ChecksumError(
+                        f"downloaded with md5 {digest.hexdigest()}, expected {md5}"
+                    )
+                os.replace(tmp, dest)
+                return dest
+            except (OSError, ValueError) as err:  # URLError and ChecksumError are OSErrors
+                reason = getattr(err, "reason", err)
+                if isinstance(reason, (socket.timeout, TimeoutError)):
+                    why = f"no data for {timeout:g} s (the server stalled or is unreachable)"
+                else:
+                    why = str(err) or type(err).__name__
+                errors.append(f"{url}: {why}")
+                then = f"; trying {urls[i + 1]}" if i + 1 < len(urls) else ""
+                print(f"dtp_eqx: download of {url} failed: {why}{then}", file=sys.stderr)
+            finally:
+                if tmp is not None and os.path.exists(tmp):
+                    os.remove(tmp)
+        raise OSError(f"could not download {dest.name}:\n  " + "\n  ".join(errors))
+    except BaseException:
+        for folder in created:  # deepest first; a folder holding anything stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -257,12 +316,32 @@ def _read_idx(path: Path) -> np.ndarray:
 
 
 def _read_npz(path: Path, keys=("x_train", "y_train", "x_test", "y_test")) -> dict:
+    """The arrays of an `.npz` file, checked against a `SHA256SUMS` beside it if listed.
+
+    Raises:
+        ChecksumError: the file's sha256 differs from the listed one.
+        OSError: the file cannot be read as an `.npz` (corrupt or truncated), naming it.
+        ValueError: the file lacks some of `keys`.
+    """
+    import zipfile
+    import zlib
+
     _check_listed_sha256(path)
-    with np.load(path) as f:
-        missing = [k for k in keys if k not in f]
-        if missing:
-            raise ValueError(f"{path} lacks the arrays {missing}; expected keys {list(keys)}.")
-        return {k: f[k] for k in f.files}
+    try:
+        with open(path, "rb") as file, np.load(file) as f:
+            missing = [k for k in keys if k not in f]
+            arrays = {} if missing else {k: f[k] for k in f.files}
+    except PermissionError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as err:
+        raise OSError(
+            f"{path} cannot be read as an .npz file ({type(err).__name__}: {err}): it is "
+            "corrupt or truncated. Replace it with a good copy (or delete it to "
+            "download the official files)."
+        ) from err
+    if missing:
+        raise ValueError(f"{path} lacks the arrays {missing}; expected keys {list(keys)}.")
+    return arrays
 
 
 def _find_mnist_like(spec: dict, folder: Path, subdir: str):
@@ -296,36 +375,65 @@ def _not_found(title: str, folders, wanted: str, error: str = "") -> FileNotFoun
     )
 
 
-def _make_dataset(arrays: dict, *, n_valid: int, **info) -> Dataset:
+def _unit_pixels(x, what: str) -> np.ndarray:
+    """Images `x` as flat float32 rows in [0, 1], shape `(n, n_features)`.
+
+    Integer pixels (0-255) and float pixels in [0, 255] are divided by 255; float pixels
+    already in [0, 1] are kept as they are (never divided a second time).
+    """
+    x = np.asarray(x)
+    flat = x.reshape(len(x), int(np.prod(x.shape[1:], dtype=np.int64)))
+    if flat.size == 0:
+        return flat.astype(np.float32)
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)
+            or x.dtype == np.bool_):
+        raise ValueError(f"{what} has dtype {x.dtype}; expected integer or float pixels.")
+    lo, hi = float(flat.min()), float(flat.max())
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0 and hi <= 255):
+        raise ValueError(
+            f"{what} ranges over [{lo:g}, {hi:g}]; expected pixels in 0..255 (integers) "
+            "or floats in [0, 1] (or in [0, 255])."
+        )
+    pixels = flat.astype(np.float32)
+    if not (np.issubdtype(x.dtype, np.floating) and hi <= 1):  # else already in [0, 1]
+        pixels /= np.float32(255)
+    return pixels
+
+
+def _make_dataset(arrays: dict, *, n_valid: int | np.integer, **info) -> Dataset:
     x_train, y_train = arrays["x_train"], arrays["y_train"]
     n = len(x_train)
-    if not (isinstance(n_valid, int) and 0 <= n_valid < n):
+    if not (isinstance(n_valid, (int, np.integer)) and not isinstance(n_valid, bool)
+            and 0 <= n_valid < n):
         raise ValueError(
             f"n_valid={n_valid!r} must be an integer in [0, {n - 1}] "
             f"(the file has {n} training images)."
         )
+    n_valid = int(n_valid)
     image_shape = tuple(x_train.shape[1:])
-
-    def flat(x):
-        return (np.asarray(x, np.float32) / 255.0).reshape(len(x), -1)
+    source = info.get("source") or "the file"
 
     def labels(y):
         return np.asarray(y, np.int32).reshape(-1)
 
+    # The whole training set is scaled at once, so train and validation agree.
+    x_train = _unit_pixels(x_train, f"x_train of {source}")
     cut = n - n_valid
     return Dataset(
-        x_train=flat(x_train[:cut]),
+        x_train=x_train[:cut],
         y_train=labels(y_train[:cut]),
-        x_valid=flat(x_train[cut:]),
+        x_valid=x_train[cut:],
         y_valid=labels(y_train[cut:]),
-        x_test=flat(arrays["x_test"]),
+        x_test=_unit_pixels(arrays["x_test"], f"x_test of {source}"),
         y_test=labels(arrays["y_test"]),
         image_shape=image_shape,
         **info,
     )
 
 
-def _load_mnist_like(name: str, data_dir, download_ok: bool, n_valid: int) -> Dataset:
+def _load_mnist_like(
+    name: str, data_dir, download_ok: bool, n_valid: int | np.integer
+) -> Dataset:
     spec = _SOURCES[name]
     folders = _folders(data_dir)
     for _, folder in folders:
@@ -349,7 +457,9 @@ def _load_mnist_like(name: str, data_dir, download_ok: bool, n_valid: int) -> Da
     return _make_dataset(arrays, n_valid=n_valid, name=spec["title"], source=source)
 
 
-def load_mnist(data_dir=None, *, download: bool = True, n_valid: int = 10_000) -> Dataset:
+def load_mnist(
+    data_dir=None, *, download: bool = True, n_valid: int | np.integer = 10_000
+) -> Dataset:
     """MNIST with the paper's split: 50,000 train, 10,000 validation, 10,000 test.
 
     Reads `mnist.npz` (uint8 arrays `x_train (60000, 28, 28)`, `y_train`, `x_test`,
@@ -362,15 +472,21 @@ def load_mnist(data_dir=None, *, download: bool = True, n_valid: int = 10_000) -
             `DTP_EQX_DATA`, then the cache directory.
         download: download the official files when none are found (keyword-only).
         n_valid: how many of the last official training images form the validation
-            split (keyword-only).
+            split, in `[0, n_train)`; 0 gives empty validation arrays of shape `(0, 784)`
+            (keyword-only).
 
     Returns:
         A `Dataset` with `x_*` of shape `(n, 784)` in [0, 1] and `y_*` of shape `(n,)`.
+        Integer (0-255) pixels are divided by 255; float pixels already in [0, 1] are
+        kept as they are.
 
     Raises:
-        FileNotFoundError: no data found (and no download), naming the folders searched
+        FileNotFoundError: no data found (and no download, or a failed one: the message
+            then names each URL tried and why it failed), naming the folders searched
             and the files expected.
         ChecksumError: a file does not match its checksum.
+        OSError: a file that cannot be read (a corrupt or truncated `.npz`), named.
+        ValueError: an `n_valid` out of range, or pixels outside 0..255.
 
     Example:
         >>> data = dtp_eqx.load_mnist("../shared/data", download=False)
@@ -380,7 +496,9 @@ def load_mnist(data_dir=None, *, download: bool = True, n_valid: int = 10_000) -
     return _load_mnist_like("mnist", data_dir, download, n_valid)
 
 
-def load_fashion_mnist(data_dir=None, *, download: bool = True, n_valid: int = 10_000) -> Dataset:
+def load_fashion_mnist(
+    data_dir=None, *, download: bool = True, n_valid: int | np.integer = 10_000
+) -> Dataset:
     """Fashion-MNIST with the same 50,000 / 10,000 / 10,000 split as `load_mnist`.
 
     Reads `fashion_mnist.npz` (same keys as `mnist.npz`) or the four official `.gz`
@@ -449,7 +567,11 @@ def _read_cifar_jpeg(path: Path) -> dict:
 
 
 def load_cifar10(
-    data_dir=None, *, download: bool = True, n_valid: int = 10_000, source: str = "auto"
+    data_dir=None,
+    *,
+    download: bool = True,
+    n_valid: int | np.integer = 10_000,
+    source: str = "auto",
 ) -> Dataset:
     """CIFAR-10 with the paper's split (40,000 / 10,000 / 10,000), images flattened.
 

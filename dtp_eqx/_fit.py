@@ -16,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ._train import (
+    IntLike,
     Keys,
+    check_positive_int,
     TrainConfig,
     _is_autoencoder,
     _samples,
@@ -190,9 +192,9 @@ def fit(
     *,
     key: Keys,
     progress: bool = True,
-    eval_every: int = 1,
+    eval_every: IntLike = 1,
     checkpoint=None,
-    checkpoint_every: int = 5,
+    checkpoint_every: IntLike = 5,
     resume: bool = False,
     callback=None,
     hyper: dict | None = None,
@@ -285,10 +287,8 @@ def fit(
     from ._diagnostics import reconstruction_errors
 
     config = TrainConfig() if config is None else config
-    if not (isinstance(eval_every, int) and eval_every >= 1):
-        raise ValueError(f"eval_every={eval_every!r} must be a positive integer.")
-    if not (isinstance(checkpoint_every, int) and checkpoint_every >= 1):
-        raise ValueError(f"checkpoint_every={checkpoint_every!r} must be a positive integer.")
+    eval_every = check_positive_int("eval_every", eval_every)
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     n_models = ensemble_size(model)
     key = as_key(key)
     if key.shape != (() if n_models is None else (n_models,)):

@@ -11,23 +11,37 @@ import tempfile
 from pathlib import Path
 
 
-def git_commit(cwd=None) -> str:
-    """The checked-out commit, with `-dirty` when the work tree has changes; or "unknown"."""
+def git_commit(path=None) -> str:
+    """The commit checked out in the git repository that holds `path`, with `-dirty` when
+    its work tree has changes to tracked files; "unknown" when `path` is in no git
+    checkout (or git is missing).
+
+    `path` defaults to the folder of the dtp_eqx package itself, so a result records the
+    code that made it wherever the command runs from; "unknown" also when the package
+    is not tracked there (an installed copy, e.g. in a virtual environment inside some
+    other repository).
+    """
+    package = path is None
+    folder = Path(__file__).resolve().parent if package else Path(path)
+
+    def git(*args) -> str:
+        return subprocess.check_output(
+            ["git", *args], cwd=folder, text=True, stderr=subprocess.DEVNULL
+        ).strip()
+
     try:
-        commit = subprocess.check_output(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, text=True, stderr=subprocess.DEVNULL
-        ).strip()
-        dirty = subprocess.check_output(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, text=True, stderr=subprocess.DEVNULL,
-        ).strip()
+        if package:
+            git("ls-files", "--error-unmatch", Path(__file__).name)
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("-dirty" if dirty else "")
 
 
 def provenance() -> dict:
-    """Commit, UTC date, device, platform and library versions, for a results file."""
+    """Commit (of the repository holding dtp_eqx, see `git_commit`), UTC date, device,
+    platform and library versions, for a results file."""
     import equinox
     import jax
     import optax

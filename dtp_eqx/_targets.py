@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import jax
-from jaxtyping import Array, Float, Int
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from ._layers import check_choice
 from ._losses import cross_entropy
@@ -20,10 +21,36 @@ def top_target(
     return h_top - top_step * grad
 
 
+def check_label(y, n_classes: int | None) -> None:
+    """Raise a `ValueError` unless a concrete `y` is one integer class label in
+    `[0, n_classes)` (shape `()`). A traced `y` (inside `jit` or `vmap`) is not checked;
+    neither is the range when `n_classes` is None."""
+    if isinstance(y, jax.core.Tracer):
+        return
+    expected = "an integer class label" + (
+        "" if n_classes is None else f" in [0, {n_classes - 1}]"
+    )
+    try:
+        label = np.asarray(y)
+    except (TypeError, ValueError):
+        raise ValueError(f"y={y!r} must be {expected}.") from None
+    if (isinstance(y, (bool, np.bool_)) or label.shape != ()
+            or not np.issubdtype(label.dtype, np.integer)):
+        raise ValueError(
+            f"y={y!r} (shape {label.shape}, dtype {label.dtype}) must be {expected}: one "
+            "example's label, shape (), of an integer dtype (batch with jax.vmap)."
+        )
+    if n_classes is not None and not 0 <= int(label) < n_classes:
+        raise ValueError(
+            f"y={int(label)} is out of range: the network has {n_classes} classes, so a "
+            f"label must lie in [0, {n_classes - 1}]."
+        )
+
+
 def compute_targets(
     net,
     activations: tuple[Float[Array, " ..."], ...],
-    y: Int[Array, ""] | int,
+    y: Int[ArrayLike, ""],
     *,
     top_step: float | Float[Array, ""],
     method: str = "dtp",
@@ -55,12 +82,18 @@ def compute_targets(
         net: a `DTPNetwork` (anything with `layers`, `output` and `means`).
         activations: `(h_0, ..., h_M)` of one example, as from `net.activations(x)`,
             shapes `(n_0,), ..., (n_M,)`.
-        y: the example's integer class label.
+        y: the example's integer class label, in `[0, n_classes)` (a Python int or an
+            integer array of shape `()`).
         top_step: step size of the first target, per example (keyword-only).
         method: `"dtp"` or `"tp"` (keyword-only).
 
     Returns:
         A tuple of `M - 1` targets with shapes `(n_1,), ..., (n_{M-1},)`.
+
+    Raises:
+        ValueError: for an unknown `method`, a wrong number of activations, or (when `y`
+            is concrete, not traced inside `jit` or `vmap`) a `y` that is not one integer
+            label in `[0, n_classes)`.
 
     Example:
         >>> import jax, dtp_eqx
@@ -71,6 +104,7 @@ def compute_targets(
         [(3,), (3,)]
     """
     check_choice("method", method, METHODS)
+    check_label(y, getattr(getattr(net, "output", None), "out_features", None))
     hs = activations
     if len(hs) != len(net.layers) + 2:
         raise ValueError(
@@ -94,6 +128,7 @@ def compute_targets(
     return tuple(reversed(targets))
 
 
-def top_step_from_eta(eta: float, batch_size: int) -> float:
-    """Per-example `top_step` equal to the original code's batch-mean step `eta`: `eta / batch_size`."""
-    return eta / batch_size
+def top_step_from_eta(eta: float | np.floating, batch_size: int | np.integer) -> float:
+    """Per-example `top_step` equal to the original code's batch-mean step `eta`:
+    `eta / batch_size` (Python or NumPy numbers; a Python float is returned)."""
+    return float(eta / batch_size)

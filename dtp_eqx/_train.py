@@ -12,18 +12,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
-from jaxtyping import Array, Float, Int, Key, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, Key, PRNGKeyArray, Real
 
 Keys = PRNGKeyArray | Key[Array, " n_models"]
 """One key, or one key per member of an ensemble."""
-Scalar = float | Float[Array, ""]
-"""A Python float, or a traced scalar (a hyperparameter vmapped over an ensemble)."""
+IntLike = int | np.integer
+"""A Python or NumPy integer (such as `np.int64`); a bool is rejected where a size is due."""
+FloatLike = float | np.floating
+"""A Python or NumPy float (such as `np.float32`)."""
+Scalar = float | np.floating | Float[Array, ""]
+"""A Python or NumPy float, or a traced scalar (a hyperparameter vmapped over an ensemble)."""
 
 from ._layers import AbstractDTPLayer, TiedDTPLayer, check_choice
 from ._network import continuous, straight_through
 from ._autoencoder import autoencoder_losses
 from ._losses import (
-    check_nonnegative,
     cross_entropy,
     layer_loss,
     network_reconstruction_losses,
@@ -67,16 +70,36 @@ def original_rmsprop(learning_rate: Scalar) -> optax.GradientTransformation:
     )
 
 
+def _is_int(value) -> bool:
+    """Whether `value` is an integer scalar (Python or NumPy, e.g. `np.int64`), not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    """Whether `value` is a real scalar (Python or NumPy, e.g. `np.float32`), not a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_positive_int(name: str, value) -> int:
+    """`value` as a Python int, or a `ValueError` naming `name` unless it is an integer
+    `>= 1` (a Python or NumPy integer; a bool is not one)."""
+    if not (_is_int(value) and value >= 1):
+        raise ValueError(f"{name}={value!r} must be a positive integer.")
+    return int(value)
+
+
 def make_optimizer(name: str, learning_rate: Scalar) -> optax.GradientTransformation:
     """An optax optimizer by name: `"rmsprop"` (`original_rmsprop`), `"adam"` or `"sgd"`.
 
     Raises:
-        ValueError: for an unknown `name` or a `learning_rate` that is not positive
-            (checked when it is a Python number, not an array).
+        ValueError: for an unknown `name` or a `learning_rate` that is not a positive
+            finite number (checked when it is a Python or NumPy scalar, not an array).
     """
     check_choice("optimizer", name, OPTIMIZERS)
-    if isinstance(learning_rate, (int, float)) and not learning_rate > 0:
-        raise ValueError(f"learning_rate={learning_rate!r} must be a positive number.")
+    if isinstance(learning_rate, (bool, np.bool_)) or (
+        _is_real(learning_rate) and not (learning_rate > 0 and math.isfinite(learning_rate))
+    ):
+        raise ValueError(f"learning_rate={learning_rate!r} must be a positive finite number.")
     if name == "rmsprop":
         return original_rmsprop(learning_rate)
     if name == "adam":
@@ -114,51 +137,67 @@ class TrainConfig:
             to the code before it is decoded (see `dtp_eqx.autoencoder_losses`).
         n_samples: for stochastic networks, how many samples of the network are averaged
             (as class probabilities) at test time; the paper uses 100.
+
+    Sizes and rates may be Python or NumPy numbers (`np.int64(100)`, `np.float32(1e-3)`);
+    NumPy ones are stored as Python numbers.
+
+    Raises:
+        ValueError: for an unknown `method`, `schedule` or `optimizer`; `epochs`,
+            `batch_size` or `n_samples` that are not positive integers (a bool is not
+            one); `lr_forward`, `lr_feedback` or `top_step` that are not positive finite
+            numbers; `sigma`, `input_noise` or `code_noise` that are not finite
+            non-negative numbers (NaN and infinity are rejected); a `sigma_tau` that is
+            neither None nor a positive finite number; an `anneal_from` that is not a
+            non-negative integer.
     """
 
     method: str = "dtp"
     schedule: str = "alternate-epoch"
-    epochs: int = 100
-    batch_size: int = 100
-    top_step: float = 0.327736 / 100
-    sigma: float = 0.359830
-    lr_forward: float = 0.0148893
-    lr_feedback: float = 0.00501149
+    epochs: IntLike = 100
+    batch_size: IntLike = 100
+    top_step: FloatLike = 0.327736 / 100
+    sigma: FloatLike = 0.359830
+    lr_forward: FloatLike = 0.0148893
+    lr_feedback: FloatLike = 0.00501149
     optimizer: str = "rmsprop"
     shuffle: bool = True
-    sigma_tau: float | None = None
-    anneal_from: int = 0
-    input_noise: float = 0.0
-    code_noise: float = 0.0
-    n_samples: int = 100
+    sigma_tau: FloatLike | None = None
+    anneal_from: IntLike = 0
+    input_noise: FloatLike = 0.0
+    code_noise: FloatLike = 0.0
+    n_samples: IntLike = 100
 
     def __post_init__(self):
         check_choice("method", self.method, TRAIN_METHODS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not (isinstance(self.anneal_from, int) and not isinstance(self.anneal_from, bool)
-                and self.anneal_from >= 0):
+        # NumPy scalars (np.int64 sizes, np.float32 rates) are accepted and stored as
+        # Python numbers, so that a config compares, hashes and serialises as usual.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, (np.integer, np.floating)):
+                object.__setattr__(self, field.name, value.item())
+        if not (_is_int(self.anneal_from) and self.anneal_from >= 0):
             raise ValueError(
                 f"anneal_from={self.anneal_from!r} must be a non-negative integer (the "
                 "number of the first epoch in the noise anneal: 0 or 1)."
             )
         for name in ("epochs", "batch_size", "n_samples"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-                raise ValueError(f"{name}={value!r} must be a positive integer.")
+            check_positive_int(name, getattr(self, name))
         for name in ("lr_forward", "lr_feedback", "top_step"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+            if not (_is_real(value) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"{name}={value!r} must be a positive finite number.")
-        check_nonnegative("sigma", self.sigma)
-        check_nonnegative("input_noise", self.input_noise)
-        check_nonnegative("code_noise", self.code_noise)
+        for name in ("sigma", "input_noise", "code_noise"):
+            value = getattr(self, name)
+            if not (_is_real(value) and value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name}={value!r} must be a finite non-negative number.")
         if self.sigma_tau is not None and not (
-            isinstance(self.sigma_tau, (int, float)) and self.sigma_tau > 0
+            _is_real(self.sigma_tau) and self.sigma_tau > 0 and math.isfinite(self.sigma_tau)
         ):
             raise ValueError(
-                f"sigma_tau={self.sigma_tau!r} must be a positive number of epochs (or "
-                "None for a constant sigma)."
+                f"sigma_tau={self.sigma_tau!r} must be a positive finite number of epochs "
+                "(or None for a constant sigma)."
             )
 
     def anneal(self, epoch: int) -> float:
@@ -433,11 +472,42 @@ _train_epoch_ensemble = eqx.filter_jit(
 
 
 def as_key(key) -> Keys:
-    """A typed key (or batch of keys) from `jax.random.key`, also accepting raw uint32 keys."""
-    key = jnp.asarray(key)
+    """A typed key (or batch of keys) from `jax.random.key`, also accepting raw uint32 keys
+    (from the legacy `jax.random.PRNGKey`, shape `(2,)` or `(n_models, 2)`).
+
+    Raises:
+        TypeError: for anything else, e.g. an integer seed `key=0`, naming `key` and
+            saying to pass `jax.random.key(0)` instead.
+    """
+
+    def not_a_key(why: str = "") -> TypeError:
+        if isinstance(key, (int, float, np.generic)) or np.ndim(key) == 0:
+            shown = f"key={key!r}"
+        else:
+            kind = getattr(key, "dtype", type(key).__name__)
+            shown = f"key (dtype {kind}, shape {np.shape(key)})"
+        return TypeError(
+            f"{shown} is not a JAX random key{why}; pass one made by jax.random.key, "
+            "e.g. key=jax.random.key(0) (or jax.random.split(jax.random.key(0), n) for an "
+            "ensemble of n models)."
+        )
+
+    if isinstance(key, (bool, int, float, complex, np.generic, str, bytes)) or key is None:
+        raise not_a_key()
+    try:
+        key = jnp.asarray(key)
+    except TypeError:
+        raise not_a_key() from None
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return key
-    return jax.random.wrap_key_data(key)
+    if key.dtype != jnp.uint32 or key.ndim == 0:
+        raise not_a_key()
+    try:
+        return jax.random.wrap_key_data(key)
+    except (TypeError, ValueError):
+        raise not_a_key(
+            " (raw key data is uint32 of shape (2,), or (n, 2) for n keys)"
+        ) from None
 
 
 def ensemble_size(model) -> int | None:
@@ -453,7 +523,7 @@ def ensemble_size(model) -> int | None:
     return int(weight.shape[0]) if weight.ndim == 3 else None
 
 
-def ensemble_member(model, i: int):
+def ensemble_member(model, i: IntLike):
     """Member `i` of an ensemble (see `ensemble_size`), as an ordinary model.
 
     Example:
@@ -479,7 +549,7 @@ def train_epoch(
     key: Keys,
     config: TrainConfig,
     phase: str,
-    sigma: float | Float[Array, " n_models"] | None = None,
+    sigma: FloatLike | Float[Array, " n_models"] | None = None,
     hyper: dict | None = None,
     mesh: jax.sharding.Mesh | None = None,
 ):
@@ -514,7 +584,10 @@ def train_epoch(
     check_choice("phase", phase, PHASES)
     hyper = check_hyper(hyper)
     sigma = hyper.get("sigma", config.sigma) if sigma is None else sigma
-    check_nonnegative("sigma", sigma)
+    if isinstance(sigma, (bool, np.bool_)) or (
+        _is_real(sigma) and not (sigma >= 0 and math.isfinite(sigma))
+    ):
+        raise ValueError(f"sigma={sigma!r} must be a finite non-negative number.")
     if x.shape[0] < config.batch_size:
         raise ValueError(
             f"x has {x.shape[0]} examples, fewer than batch_size={config.batch_size}."
@@ -621,12 +694,12 @@ _eval_batch_ensemble = eqx.filter_jit(
 
 def evaluate(
     model,
-    x: Float[Array, "n n_in"],
-    y: Int[Array, " n"] | None,
+    x: Real[ArrayLike, "n n_in"],
+    y: Real[ArrayLike, " n"] | None,
     *,
     key: Keys | None = None,
-    n_samples: int = 100,
-    batch_size: int = 10_000,
+    n_samples: IntLike = 100,
+    batch_size: IntLike = 10_000,
 ) -> dict[str, float | np.ndarray]:
     """Mean cross-entropy `"loss"` and classification `"error"` (a fraction) on `(x, y)`.
 
@@ -637,18 +710,56 @@ def evaluate(
 
     Args:
         model: a `DTPNetwork`, or a `DTPLayer` auto-encoder.
-        x: inputs, shape `(n, n_in)`; y: integer labels, shape `(n,)` (None for an
-            auto-encoder).
+        x: float inputs, shape `(n, n_in)` with `n >= 1` (pixels scaled to [0, 1]);
+            y: integer labels in `[0, n_classes)`, shape `(n,)` (None for an
+            auto-encoder, which ignores them). NumPy or JAX arrays; the annotations
+            admit any real dtype so that integer inputs and float labels meet the
+            clear `ValueError`s below.
         key: key for the samples; required for a stochastic network (keyword-only).
         n_samples: samples averaged by a stochastic network, `>= 1` (keyword-only).
-        batch_size: examples per jitted chunk (keyword-only).
+        batch_size: examples per jitted chunk, `>= 1` (keyword-only).
 
     Returns:
         Floats; for an ensemble (see `dtp_eqx.ensemble_size`), arrays of shape
         `(n_models,)`, with `key` then of shape `(n_models,)`.
+
+    Raises:
+        ValueError: for `x` of the wrong shape, empty (`n = 0`) or of an integer dtype
+            (such as uint8 pixels: pass `x.astype(np.float32) / 255`); for a classifier,
+            labels `y` that are missing, not integers of shape `(n,)`, or outside
+            `[0, n_classes)`; for `batch_size` or `n_samples` that are not positive
+            integers; for a stochastic network without `key`.
+        TypeError: for a `key` that is not a JAX random key (see `as_key`).
+
+    Warns:
+        UserWarning: for float inputs that look like 0-255 pixels (minimum `>= 0`,
+            maximum `> 2`); see `check_input_scale`.
     """
-    if not (isinstance(n_samples, int) and n_samples >= 1):
-        raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
+    n_samples = check_positive_int("n_samples", n_samples)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if not isinstance(x, (np.ndarray, jax.Array)):
+        x = np.asarray(x)
+    n_in = model.in_features
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise ValueError(f"x has shape {x.shape}; the model expects (n, {n_in}).")
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError(
+            f"x is empty (shape {x.shape}): evaluate needs at least one example."
+        )
+    if not _called_from_package():  # fit's check_arrays has warned about its splits
+        check_input_scale(x, "x")
+    if _is_autoencoder(model):
+        y = jnp.zeros(n, jnp.int32)
+    elif y is None:
+        raise ValueError(
+            "y is None, but a classifier needs integer labels of shape "
+            f"({n},); y=None is only for an auto-encoder (a DTPLayer)."
+        )
+    else:
+        if not isinstance(y, (np.ndarray, jax.Array)):
+            y = np.asarray(y)
+        check_labels(y, n, model.n_classes, "labels y")
     ensemble = ensemble_size(model) is not None
     keys = None
     if _samples(model):
@@ -659,9 +770,6 @@ def evaluate(
             )
         split = partial(jax.random.split, num=n_samples)
         keys = jax.vmap(split)(as_key(key)) if ensemble else split(as_key(key))
-    if y is None:
-        y = jnp.zeros(x.shape[0], jnp.int32)
-    n = x.shape[0]
     loss = wrong = 0.0
     for start in range(0, n, batch_size):
         chunk = slice(start, start + batch_size)
@@ -678,7 +786,7 @@ def evaluate(
 
 
 def sample_probabilities(
-    model, x: Float[Array, "n n_in"], *, key: PRNGKeyArray, n_samples: int = 100
+    model, x: Float[Array, "n n_in"], *, key: PRNGKeyArray, n_samples: IntLike = 100
 ) -> Float[Array, "n_samples n n_classes"]:
     """Class probabilities of `n_samples` sampled networks, one row per sample.
 
@@ -696,8 +804,7 @@ def sample_probabilities(
     Returns:
         Probabilities of shape `(n_samples, n, n_classes)`.
     """
-    if not (isinstance(n_samples, int) and n_samples >= 1):
-        raise ValueError(f"n_samples={n_samples!r} must be a positive integer.")
+    n_samples = check_positive_int("n_samples", n_samples)
     if not _samples(model):
         raise ValueError(
             "sample_probabilities needs a network whose units sample (units='bernoulli', "
@@ -724,10 +831,115 @@ def _samples(model) -> bool:
     return any(not s.inference for s in getattr(model, "samplers", ()))
 
 
+_WRAPPERS = ("jaxtyping", "beartype", "typeguard")
+"""Packages whose runtime type checkers wrap functions in frames of their own."""
+
+
+def _module(frame) -> str:
+    return frame.f_globals.get("__name__", "") if frame is not None else ""
+
+
+def _unwrap(frame):
+    while _module(frame).partition(".")[0] in _WRAPPERS:
+        frame = frame.f_back
+    return frame
+
+
+def _called_from_package() -> bool:
+    """Whether the function calling this one was called from inside dtp_eqx (as `fit`
+    calls `evaluate` on splits `check_arrays` has already checked), looking through the
+    wrappers a type checker may add."""
+    import sys
+
+    caller = _unwrap(sys._getframe(1))  # the function that asks (this one may be wrapped)
+    return _module(_unwrap(caller.f_back)).startswith("dtp_eqx.")
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` for a warning raised by the function calling this one that
+    points at the first frame outside dtp_eqx (and type-checker wrappers): the user's
+    call of `fit` or `evaluate`."""
+    import sys
+
+    frame, level = _unwrap(sys._getframe(1)), 1  # the warning's caller: level 1
+    while frame is not None and (
+        _module(frame).startswith("dtp_eqx.") or _module(frame).partition(".")[0] in _WRAPPERS
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def check_input_scale(x, what: str) -> None:
+    """Reject integer inputs and warn on float inputs that look like 0-255 pixels.
+
+    `x` is a NumPy or JAX array; `what` names it in the messages (e.g. `"x"`). Signed
+    or Gaussian inputs (any negative value) are never warned about.
+
+    Raises:
+        ValueError: when `x` has an integer (or bool, or non-numeric) dtype.
+
+    Warns:
+        UserWarning: when `x` holds floats with minimum `>= 0` and maximum `> 2`, the
+            range of 0-255 pixels, which dtp_eqx's networks expect scaled to [0, 1]. It
+            points at the user's call (the first frame outside dtp_eqx).
+    """
+    dtype = np.dtype(x.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        hint = " (0-255 pixels: x.astype(np.float32) / 255)" if np.issubdtype(
+            dtype, np.integer) else ""
+        raise ValueError(
+            f"{what} has dtype {dtype}; expected floating-point inputs{hint}, e.g. "
+            "pixels scaled to [0, 1]."
+        )
+    if x.size == 0:
+        return
+    xp = np if isinstance(x, np.ndarray) else jnp
+    lo, hi = float(xp.min(x)), float(xp.max(x))
+    if lo >= 0 and hi > 2:
+        import warnings
+
+        warnings.warn(
+            f"{what} ranges over [{lo:g}, {hi:g}], like 0-255 pixels: dtp_eqx's networks "
+            "expect inputs scaled to [0, 1] (divide by 255: x / 255), and inputs this "
+            "large saturate their units.",
+            UserWarning,
+            stacklevel=_user_stacklevel(),
+        )
+
+
+def check_labels(y, n: int, n_classes: int, what: str) -> None:
+    """Raise a `ValueError` naming `what` (e.g. `"train labels"`) unless `y`, a NumPy or
+    JAX array, holds `n` integer labels in `[0, n_classes)`, shape `(n,)`."""
+    if y.shape != (n,) or not np.issubdtype(np.dtype(y.dtype), np.integer):
+        raise ValueError(
+            f"{what} have shape {y.shape} and dtype {y.dtype}; expected "
+            f"integers of shape ({n},)."
+        )
+    if n:
+        xp = np if isinstance(y, np.ndarray) else jnp
+        lo, hi = int(xp.min(y)), int(xp.max(y))
+        if lo < 0 or hi >= n_classes:
+            raise ValueError(
+                f"{what} range over [{lo}, {hi}]; the network has "
+                f"{n_classes} classes, so labels must lie in [0, {n_classes - 1}]."
+            )
+
+
 def check_arrays(model, x, y, name: str) -> tuple[Array, Array]:
     """Validate one split on the host and move it to the device as float32 / int32.
 
-    An auto-encoder (a single layer) ignores labels, which may then be None.
+    `name` (`"train"`, `"valid"`, `"test"`) names the split in the messages: `x` is
+    `data.x_{name}`, shape `(n, n_in)`, and `y` is `data.y_{name}`, shape `(n,)`. An
+    auto-encoder (a single layer) ignores labels, which may then be None.
+
+    Raises:
+        ValueError: for inputs of the wrong shape, of an integer dtype (such as uint8
+            pixels: pass `x.astype(np.float32) / 255`) or with NaN or infinite values,
+            and for labels that are not integers of shape `(n,)` in `[0, n_classes)`.
+
+    Warns:
+        UserWarning: for float inputs that look like 0-255 pixels (minimum `>= 0`,
+            maximum `> 2`); see `check_input_scale`.
     """
     x = np.asarray(x)
     n_in = model.in_features
@@ -735,21 +947,12 @@ def check_arrays(model, x, y, name: str) -> tuple[Array, Array]:
         raise ValueError(
             f"{name} inputs have shape {x.shape}; the model expects (n, {n_in})."
         )
+    check_input_scale(x, f"data.x_{name} (the {name} inputs)")
     if not np.isfinite(x).all():
         bad = int(np.size(x) - np.isfinite(x).sum())
         raise ValueError(f"{name} inputs contain {bad} NaN or infinite values.")
     if _is_autoencoder(model):
         return jnp.asarray(x, jnp.float32), jnp.zeros(x.shape[0], jnp.int32)
     y = np.asarray(y)
-    n_classes = model.n_classes
-    if y.shape != (x.shape[0],) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(
-            f"{name} labels have shape {y.shape} and dtype {y.dtype}; expected "
-            f"integers of shape ({x.shape[0]},)."
-        )
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(
-            f"{name} labels range over [{y.min()}, {y.max()}]; the network has "
-            f"{n_classes} classes, so labels must lie in [0, {n_classes - 1}]."
-        )
+    check_labels(y, x.shape[0], model.n_classes, f"{name} labels")
     return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)

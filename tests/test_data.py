@@ -163,7 +163,7 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path):
     dest = tmp_path / "out" / "file.bin"
     with pytest.raises(OSError, match="downloaded with md5"):
         _data.download_file([src.as_uri()], dest, md5="0" * 32, progress=False)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # neither a .part file nor the folder made for it
 
 
 def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
@@ -191,7 +191,7 @@ def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
     dest = tmp_path / "out" / "file.bin"
     with pytest.raises(KeyboardInterrupt):
         _data.download_file(["https://example.invalid/file.bin"], dest, md5="0" * 32, progress=False)
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()
 
 
 def test_no_network_gives_one_clear_error(tmp_path, monkeypatch):
@@ -292,3 +292,123 @@ def test_take_spread(tmp_path):
     part = data.take(n_test=3, spread=True)
     np.testing.assert_array_equal(part.x_test, data.x_test[[0, 14, 29]])
     assert len(part.x_train) == 100
+
+
+# Pixel scaling, n_valid=0, stalled downloads and corrupt files (issue 14, points 6 and 8).
+
+
+def test_n_valid_zero_gives_an_empty_validation_split(tmp_path):
+    _write_npz(tmp_path, "mnist.npz")
+    data = dtp_eqx.load_mnist(tmp_path, download=False, n_valid=0)
+    assert data.x_train.shape == (120, 784) and data.y_train.shape == (120,)
+    assert data.x_valid.shape == (0, 784) and data.y_valid.shape == (0,)
+    assert "valid=0" in repr(data)
+
+
+def test_float_pixels_are_scaled_once(tmp_path):
+    arrays = _write_npz(tmp_path / "uint8", "mnist.npz")
+    unit = {k: (v.astype(np.float32) / 255 if k.startswith("x") else v) for k, v in arrays.items()}
+    np.savez(tmp_path / "mnist.npz", **unit)  # float pixels already in [0, 1]
+    data = dtp_eqx.load_mnist(tmp_path, download=False, n_valid=20)
+    np.testing.assert_array_equal(data.x_train, unit["x_train"][:100].reshape(100, -1))
+    np.testing.assert_array_equal(data.x_test, unit["x_test"].reshape(30, -1))
+    reference = dtp_eqx.load_mnist(tmp_path / "uint8", download=False, n_valid=20)
+    np.testing.assert_allclose(data.x_train, reference.x_train, rtol=1e-6)
+    # float pixels in 0-255 are divided by 255, once
+    np.savez(tmp_path / "mnist.npz", **{k: (v.astype(np.float32) if k.startswith("x") else v)
+                                        for k, v in arrays.items()})
+    again = dtp_eqx.load_mnist(tmp_path, download=False, n_valid=20)
+    np.testing.assert_allclose(again.x_valid, reference.x_valid, rtol=1e-6)
+
+
+def test_stalled_download_names_the_url_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    class Stalls:
+        headers = {"Content-Length": "100"}
+
+        def read(self, n):
+            raise socket.timeout("timed out")  # the server stops sending mid-file
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(url, timeout):
+        assert timeout == getattr(_data, "DOWNLOAD_TIMEOUT", 60)
+        if "first" in url:
+            raise urllib.error.URLError(socket.timeout("timed out"))  # no connection
+        return Stalls()
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    mirrors = ("https://first.invalid/", "https://second.invalid/")
+    spec = dict(_data._SOURCES["mnist"], mirrors=mirrors)
+    monkeypatch.setitem(_data._SOURCES, "mnist", spec)
+    cache = tmp_path / "cache"  # does not exist yet
+    monkeypatch.setenv("DTP_EQX_CACHE", str(cache))
+    monkeypatch.delenv("DTP_EQX_DATA", raising=False)
+    with pytest.raises(FileNotFoundError) as err:
+        dtp_eqx.load_mnist()
+    message = str(err.value)
+    for mirror in spec["mirrors"]:
+        assert f"{mirror}train-images-idx3-ubyte.gz: no data for 60 s" in message
+    stderr = capsys.readouterr().err
+    assert ("download of https://first.invalid/train-images-idx3-ubyte.gz failed: no data "
+            "for 60 s (the server stalled or is unreachable); trying "
+            "https://second.invalid/train-images-idx3-ubyte.gz") in stderr
+    assert not cache.exists()  # no .part file and no empty cache folder
+
+
+def test_stale_part_files_are_removed(tmp_path, official_mnist_files):
+    import os
+    import time
+
+    folder = tmp_path / "fresh" / "mnist"
+    folder.mkdir(parents=True)
+    stale = folder / ".train-images-idx3-ubyte.gz.abc123.part"  # from a killed download
+    stale.write_bytes(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    dtp_eqx.load_mnist(tmp_path / "fresh", n_valid=10)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(official_mnist_files[1])
+
+
+@pytest.mark.parametrize("corrupt", ["truncated", "garbage"])
+def test_corrupt_npz_names_the_file(corrupt, tmp_path):
+    _write_npz(tmp_path, "mnist.npz")
+    path = tmp_path / "mnist.npz"
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2] if corrupt == "truncated" else b"not an npz file" * 10)
+    with pytest.raises(OSError, match=rf"{path} cannot be read as an .npz file .*corrupt or "
+                                      r"truncated"):
+        dtp_eqx.load_mnist(tmp_path, download=False)
+
+
+def test_commit_is_that_of_the_package_repository(tmp_path, monkeypatch):
+    """The recorded commit is the git commit of the repository holding dtp_eqx, not the
+    current directory's (here another git repository)."""
+    import subprocess
+
+    from dtp_eqx._provenance import git_commit
+
+    package = Path(dtp_eqx.__file__).parent
+
+    def git(*args, cwd):
+        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+
+    if git("ls-files", "--error-unmatch", "__init__.py", cwd=package).returncode:
+        pytest.skip("dtp_eqx is not in a git checkout here")
+    expected = git("rev-parse", "HEAD", cwd=package).stdout.strip()
+    other = tmp_path / "other"
+    other.mkdir()
+    git("init", "-q", cwd=other)
+    (other / "f").write_text("x")
+    git("add", "f", cwd=other)
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "other", cwd=other)
+    monkeypatch.chdir(other)
+    assert git_commit().split("-")[0] == expected
+    assert git_commit(tmp_path) == "unknown"  # a folder outside any checkout

@@ -1,6 +1,7 @@
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import dtp_eqx
@@ -143,3 +144,21 @@ def test_stochastic_targets_live_on_probabilities(getkey):
     assert jnp.allclose(ts[-1], ps[-1] + step, atol=1e-6)
     g = net.layers[1].inverse
     assert jnp.allclose(ts[0], ps[0] + g(ts[1]) - g(ps[1]), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "y, match",
+    [
+        (3, r"y=3 is out of range: the network has 3 classes, so a label must lie in \[0, 2\]"),
+        (-1, r"y=-1 is out of range: .*\[0, 2\]"),
+        (np.int64(7), r"y=7 is out of range: .*\[0, 2\]"),
+        (jnp.asarray(3), r"y=3 is out of range: .*\[0, 2\]"),
+    ],
+)
+def test_concrete_labels_are_checked(y, match, getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 4, 3), key=getkey())
+    hs = net.activations(jax.random.normal(getkey(), (6,)))
+    with pytest.raises(ValueError, match=match):
+        dtp_eqx.compute_targets(net, hs, y, top_step=0.1)
+    # traced labels (inside jit or vmap) cannot be checked and are not
+    jax.jit(lambda h, yi: dtp_eqx.compute_targets(net, h, yi, top_step=0.1))(hs, 2)

@@ -408,3 +408,116 @@ def test_mesh_and_batch_size_are_checked(getkey):
     meshed, _ = dtp_eqx.fit(net, data, config, key=jax.random.key(5), progress=False,
                             mesh=dtp_eqx.data_mesh(jax.devices()[:1]))
     assert tree_allclose(plain, meshed)
+
+
+# Input, label and argument checks of fit and evaluate (issue 14, points 6 and 8).
+
+
+def test_integer_inputs_are_rejected(getkey):
+    net, data = _net_and_data(getkey())
+    pixels = (255 * data.x_train).astype(np.uint8)
+    with pytest.raises(ValueError, match=r"data.x_train \(the train inputs\) has dtype "
+                                         r"uint8.*x.astype\(np.float32\) / 255"):
+        dtp_eqx.fit(net, _bad(data, x_train=pixels), dtp_eqx.TrainConfig(epochs=1),
+                    key=getkey(), progress=False)
+    with pytest.raises(ValueError, match=r"x has dtype uint8.*/ 255"):
+        dtp_eqx.evaluate(net, pixels, data.y_train)
+
+
+def test_inputs_that_look_like_pixels_warn(getkey):
+    net, data = _net_and_data(getkey())
+    big = 255 * data.x_train
+    with pytest.warns(UserWarning, match=r"data.x_train \(the train inputs\) ranges over "
+                                         r"\[.*, 25\d.*\], like 0-255 pixels.*x / 255"):
+        dtp_eqx.fit(net, _bad(data, x_train=big), dtp_eqx.TrainConfig(epochs=1, batch_size=100),
+                    key=getkey(), progress=False)
+    with pytest.warns(UserWarning, match=r"x ranges over .*x / 255"):
+        dtp_eqx.evaluate(net, big, data.y_train)
+    # signed (e.g. Gaussian) inputs, however large, are not pixels: no warning (the
+    # test configuration turns warnings into errors)
+    gaussian = 5 * np.asarray(jax.random.normal(getkey(), data.x_train.shape))
+    dtp_eqx.evaluate(net, gaussian, data.y_train)
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (lambda y: y + 1, r"labels y range over \[1, 3\]; the network has 3 classes, so "
+                          r"labels must lie in \[0, 2\]"),
+        (lambda y: y - 1, r"labels y range over \[-1, 1\]"),
+        (lambda y: y.astype(np.float32), r"labels y have shape \(600,\) and dtype float32; "
+                                         r"expected integers"),
+        (lambda y: None, r"y is None, but a classifier needs integer labels"),
+    ],
+)
+def test_evaluate_checks_labels(labels, match, getkey):
+    net, data = _net_and_data(getkey(), sizes=(8, 6, 6, 3))
+    y = labels(data.y_train)
+    with pytest.raises(ValueError, match=match):
+        dtp_eqx.evaluate(net, jnp.asarray(data.x_train), None if y is None else jnp.asarray(y))
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(x=jnp.zeros((0, 8))), r"x is empty \(shape \(0, 8\)\): evaluate needs "
+                                               r"at least one example"),
+        (dict(batch_size=0), "batch_size=0 must be a positive integer"),
+        (dict(batch_size=-100), "batch_size=-100 must be a positive integer"),
+        (dict(batch_size=True), "batch_size=True must be a positive integer"),
+    ],
+)
+def test_evaluate_checks_empty_inputs_and_batch_size(change, match, getkey):
+    net, data = _net_and_data(getkey(), sizes=(8, 6, 6, 3))
+    args = {"x": jnp.asarray(data.x_train), "y": jnp.asarray(data.y_train), **change}
+    args["y"] = args["y"][: len(args["x"])]
+    with pytest.raises(ValueError, match=match):
+        dtp_eqx.evaluate(net, args.pop("x"), args.pop("y"), **args)
+
+
+def test_numpy_scalars_are_accepted_as_numbers(getkey):
+    import dataclasses
+    import json
+
+    config = dtp_eqx.TrainConfig(lr_forward=np.float32(0.01), lr_feedback=np.float64(0.005),
+                                 sigma=np.float32(0.25), batch_size=np.int64(50),
+                                 epochs=np.int64(1), n_samples=np.int32(3),
+                                 sigma_tau=np.float32(10))
+    assert type(config.batch_size) is int and type(config.lr_forward) is float
+    assert config.lr_forward == pytest.approx(0.01)
+    json.dumps(dataclasses.asdict(config))  # results files can record it
+    assert dtp_eqx.paper_config("mnist-deep", epochs=np.int64(3),
+                                lr_forward=np.float32(1e-3)).epochs == 3
+    dtp_eqx.make_optimizer("adam", np.float32(1e-3))
+    assert dtp_eqx.top_step_from_eta(np.float32(0.5), np.int64(100)) == pytest.approx(0.005)
+    net, data = _net_and_data(getkey(), sizes=(8, 6, 6, 3))
+    _, history = dtp_eqx.fit(net, data, config, key=getkey(), progress=False)
+    assert history["train_loss"].shape == (1,)
+    assert np.isfinite(dtp_eqx.evaluate(net, data.x_test, data.y_test,
+                                        batch_size=np.int64(64))["loss"])
+    with pytest.raises(ValueError, match="epochs=True must be a positive integer"):
+        dtp_eqx.TrainConfig(epochs=True)  # a bool is still not an integer
+
+
+def test_an_integer_key_is_a_clear_error():
+    # fit, train_epoch and evaluate turn `key` into a typed key with as_key (their
+    # annotations make the test suite's jaxtyping hook stop key=0 earlier; callers
+    # without that hook get this message)
+    match = r"key=0 is not a JAX random key; pass one made by jax.random.key, e.g. " \
+            r"key=jax.random.key\(0\)"
+    with pytest.raises(TypeError, match=match):
+        dtp_eqx.as_key(0)
+    with pytest.raises(TypeError, match=match):
+        dtp_eqx.sample_hyperparameters(2, {"sigma": (0.1, 1.0)}, key=0)
+    with pytest.raises(TypeError, match=r"key \(dtype float32, shape \(2,\)\) is not a JAX"):
+        dtp_eqx.as_key(np.zeros(2, np.float32))
+    # typed keys and legacy raw uint32 keys still work
+    assert dtp_eqx.as_key(jax.random.PRNGKey(0)).shape == ()
+    assert dtp_eqx.as_key(jax.random.split(jax.random.key(0), 3)).shape == (3,)
+
+
+@pytest.mark.parametrize("name", ["sigma", "input_noise", "code_noise"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_config_noise_must_be_finite(name, value):
+    with pytest.raises(ValueError, match=rf"{name}={value!r} must be a finite non-negative number"):
+        dtp_eqx.TrainConfig(**{name: value})
