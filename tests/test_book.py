@@ -151,6 +151,18 @@ _CLIPPED_MATH = """
 """Display equations that run past the page column's right edge and cannot be scrolled."""
 
 
+def test_every_citation_is_in_the_bibliography():
+    """Each {cite} key of a page is an entry of book/references.bib (the build with -W
+    also fails on an unknown key; this says which page and key at once)."""
+    entries = set(re.findall(r"^@\w+\{([^,]+),", (BOOK / "references.bib").read_text(), re.M))
+    cited = {(page, key.strip()) for page in _pages()
+             for keys in re.findall(r"\{cite(?::[pt])?\}`([^`]+)`", (BOOK / f"{page}.md").read_text())
+             for key in keys.split(",")}
+    assert cited, "no page cites anything"
+    assert sorted((page, key) for page, key in cited if key not in entries) == []
+    assert {key for _, key in cited} >= {"lee2015dtp", "meulemans2020theoretical"}
+
+
 def test_code_cells_fit_the_page():
     """Code cell lines stay under 90 columns, so they fit the rendered column."""
     long = []
