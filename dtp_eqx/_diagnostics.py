@@ -133,11 +133,18 @@ def target_offsets(
     Returns:
         Batch means of the Euclidean offsets for layers `1 .. M-1`, shape `(M-1,)`.
     """
+    ts, ps = _checked_targets(net, x, y, top_step, method, key)
+    return jnp.stack([jnp.mean(jnp.linalg.norm(t - p, axis=-1)) for t, p in zip(ts, ps)])
+
+
+def _checked_targets(net, x, y, top_step, method, key):
+    """Targets and the means they are compared with, for checked arguments (one key per
+    example, split from `key` or from key 0)."""
     check_choice("method", method, METHODS)
     check_nonnegative("top_step", top_step)
     key = jax.random.key(0) if key is None else key
     _, ts, ps = _batch_targets(net, x, y, jax.random.split(key, x.shape[0]), top_step, method)
-    return jnp.stack([jnp.mean(jnp.linalg.norm(t - p, axis=-1)) for t, p in zip(ts, ps)])
+    return ts, ps
 
 
 @eqx.filter_jit
@@ -171,10 +178,7 @@ def target_consistency(
         `||f_i(t_{i-1}) - t_i||`, and `"relative"`, that error divided by the batch mean
         of `||t_i - h_i||` (0: consistent; 1: no better than leaving `t_{i-1} = h_{i-1}`).
     """
-    check_choice("method", method, METHODS)
-    check_nonnegative("top_step", top_step)
-    key = jax.random.key(0) if key is None else key
-    _, ts, ps = _batch_targets(net, x, y, jax.random.split(key, x.shape[0]), top_step, method)
+    ts, ps = _checked_targets(net, x, y, top_step, method, key)
     error, offset = [], []
     for i in range(1, len(ts)):
         reached = jax.vmap(net.layers[i])(ts[i - 1])
