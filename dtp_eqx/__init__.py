@@ -26,11 +26,14 @@ from ._data import (
 )
 from ._diagnostics import (
     REFERENCES as REFERENCES,
+    activation_spread as activation_spread,
     angle_degrees as angle_degrees,
     angles_to_backprop as angles_to_backprop,
+    batch_targets as batch_targets,
     reconstruction_errors as reconstruction_errors,
     target_consistency as target_consistency,
     target_offsets as target_offsets,
+    weight_gradient_norms as weight_gradient_norms,
 )
 from ._fit import (
     CheckpointError as CheckpointError,
@@ -117,6 +120,7 @@ from ._train import (
     param_labels as param_labels,
     sample_probabilities as sample_probabilities,
     train_epoch as train_epoch,
+    train_inverses as train_inverses,
 )
 
 from ._explore import (
@@ -127,6 +131,7 @@ from ._explore import (
 )
 from ._widgets import (
     prose as prose,
+    prose_all as prose_all,
     figure_png as figure_png,
     figure_slider as figure_slider,
     quick_mode as quick_mode,

@@ -59,12 +59,14 @@ def angles_to_backprop(
 ) -> dict[str, Float[Array, " n_hidden"]]:
     """Per hidden layer, the angle (degrees) between the target-prop and back-prop directions.
 
-    On one minibatch, `"weight"` compares the update of each hidden layer's weights `W_i`
-    (the gradient of its local loss `||f_i(h_{i-1}) - t_i||^2`) with the back-prop
-    gradient `dL/dW_i` of the batch-mean cross-entropy; `"activation"` compares the
-    target displacement `t_i - p_i` with `-dL/dh_i` over the whole batch. Below 90
-    degrees, the target-prop update is a descent direction of the global loss. Both
-    use the same samples of stochastic units.
+    On one minibatch, `"weight"` (theta_W) compares the update of each hidden layer's
+    weights `W_i` (the gradient of its local loss `||f_i(h_{i-1}) - t_i||^2`) with the
+    back-prop gradient `dL/dW_i` of the batch-mean cross-entropy; `"activation"` compares
+    the target displacement `t_i - p_i` with `-dL/dh_i` over the whole batch, seen as one
+    vector; `"offset"` (theta_h) is the same angle taken per example and averaged over
+    the batch, the quantity a per-example bound such as `cos theta >= 1/kappa(J)` speaks
+    of. Below 90 degrees, the target-prop update is a descent direction of the global
+    loss. All use the same samples of stochastic units.
 
     Args:
         net: a `DTPNetwork`.
@@ -77,7 +79,8 @@ def angles_to_backprop(
 
     Returns:
         A dict of angles for layers `1 .. M-1`, each of shape `(M-1,)`, under the keys
-        `"weight"` and `"activation"` (NaN where the reference gradient is zero).
+        `"weight"`, `"activation"` and `"offset"` (NaN where the reference gradient is
+        zero; `"offset"` averages over the examples where it is not).
     """
     check_choice("reference", reference, REFERENCES)
     key = jax.random.key(0) if key is None else key
@@ -103,7 +106,9 @@ def angles_to_backprop(
         (None, 0, 0, 0),
     )(zeros, x, y, keys)
     activation = jnp.stack([angle_degrees(t - p, -g) for t, p, g in zip(ts, ps, dl_dh)])
-    return {"weight": weight, "activation": activation}
+    offset = jnp.stack([jnp.nanmean(jax.vmap(angle_degrees)(t - p, -g))
+                        for t, p, g in zip(ts, ps, dl_dh)])
+    return {"weight": weight, "activation": activation, "offset": offset}
 
 
 @eqx.filter_jit
@@ -135,6 +140,107 @@ def target_offsets(
     """
     ts, ps = _checked_targets(net, x, y, top_step, method, key)
     return jnp.stack([jnp.mean(jnp.linalg.norm(t - p, axis=-1)) for t, p in zip(ts, ps)])
+
+
+def batch_targets(
+    net,
+    x: Float[Array, "batch n_in"],
+    y: Int[Array, " batch"],
+    *,
+    top_step: float | Float[Array, ""],
+    method: str = "dtp",
+    key: PRNGKeyArray | None = None,
+) -> tuple[tuple[Array, ...], tuple[Array, ...], tuple[Array, ...]]:
+    """Activations, targets and means of a batch: `compute_targets` for every example.
+
+    Args:
+        net: a `DTPNetwork`.
+        x: inputs, shape `(batch, n_0)`; y: labels, shape `(batch,)`.
+        top_step: per-example first-target step, `>= 0` (keyword-only).
+        method: `"dtp"` or `"tp"` (keyword-only).
+        key: key for the stochastic units' samples, split into one per example (default:
+            key 0) (keyword-only).
+
+    Returns:
+        `(hs, ts, ps)`: the activations `h_0 .. h_M`, shapes `(batch, n_i)`; the targets
+        `t_1 .. t_{M-1}`, shapes `(batch, n_i)`; and the means `p_1 .. p_{M-1}` the
+        targets are compared with (the activations themselves for deterministic units,
+        the firing probabilities for stochastic ones).
+    """
+    check_choice("method", method, METHODS)
+    check_nonnegative("top_step", top_step)
+    key = jax.random.key(0) if key is None else key
+    return _jit_batch_targets(net, x, y, jax.random.split(key, x.shape[0]), top_step, method)
+
+
+_jit_batch_targets = eqx.filter_jit(_batch_targets)
+
+
+@eqx.filter_jit
+def activation_spread(
+    net, x: Float[Array, "batch n_in"], *, key: PRNGKeyArray | None = None
+) -> Float[Array, " n_hidden"]:
+    """Per hidden layer, how much its units vary with the input.
+
+    The standard deviation of each unit of `h_i` across the examples of `x`, averaged
+    over the units. Near 0, the layer gives every input the same code: it has collapsed
+    (what plain target propagation with poor inverses does to a deep network).
+
+    Args:
+        net: a `DTPNetwork`.
+        x: inputs, shape `(batch, n_0)`.
+        key: key for the stochastic units' samples (keyword-only).
+
+    Returns:
+        The spreads of layers `1 .. M-1`, shape `(M-1,)`.
+    """
+    key = jax.random.key(0) if key is None else key
+    keys = jax.random.split(key, x.shape[0])
+    hs = jax.vmap(lambda xi, k: net.activations(xi, key=k))(x, keys)
+    return jnp.stack([jnp.mean(jnp.std(h, axis=0)) for h in hs[1:-1]])
+
+
+def weight_gradient_norms(
+    net,
+    x: Float[Array, "batch n_in"],
+    y: Int[Array, " batch"],
+    *,
+    method: str = "bp",
+    top_step: float | Float[Array, ""] | None = None,
+    key: PRNGKeyArray | None = None,
+) -> Float[Array, " n_layers"]:
+    """Norm of the weight update `method` computes for each layer, on one minibatch.
+
+    The gradient of `method`'s training loss (`forward_loss`: the cross-entropy for the
+    back-prop methods, the sum of layer-local losses for `"dtp"` and `"tp"`) with
+    respect to each layer's forward weights and the output layer's. Back-prop through a
+    sign or a sample gives exactly 0 below it; the other methods do not.
+
+    Args:
+        net: a `DTPNetwork`.
+        x: inputs, shape `(batch, n_0)`; y: labels, shape `(batch,)`.
+        method: one of `dtp_eqx.TRAIN_METHODS` (keyword-only).
+        top_step: the first-target step of `"dtp"`/`"tp"` (default: `TrainConfig`'s)
+            (keyword-only).
+        key: key for the stochastic units' samples (keyword-only).
+
+    Returns:
+        Norms for `W_1 .. W_{M-1}` and the output weights `W_M`, shape `(M,)`.
+    """
+    config = TrainConfig(method=method)
+    if top_step is not None:
+        check_nonnegative("top_step", top_step)
+    key = jax.random.key(0) if key is None else key
+    return _weight_gradient_norms(net, x, y, config, top_step, key)
+
+
+@eqx.filter_jit
+def _weight_gradient_norms(net, x, y, config, top_step, key):
+    grads = eqx.filter_grad(
+        lambda n: forward_loss(n, x, y, config=config, key=key, top_step=top_step)[0]
+    )(net)
+    weights = [layer.forward.weight for layer in grads.layers] + [grads.output.weight]
+    return jnp.stack([jnp.linalg.norm(w) for w in weights])
 
 
 def _checked_targets(net, x, y, top_step, method, key):

@@ -156,7 +156,7 @@ def _read_meta(raw: bytes, path) -> tuple[dict, int]:
         meta = json.loads(raw[16 : 16 + size])
     except (UnicodeDecodeError, ValueError):
         meta = None
-    if not isinstance(meta, dict) or not {"epoch", "n_models", "config"} <= set(meta):
+    if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint {path} is damaged: its header is not readable.")
     return meta, size
 
@@ -334,6 +334,13 @@ def fit(
     if resume and checkpoint is not None and Path(checkpoint).exists():
         # what the file says about its run, checked before its arrays are read
         meta = checkpoint_meta(checkpoint)
+        missing = sorted({"epoch", "n_models", "config"} - set(meta))
+        if missing:
+            raise CheckpointError(
+                f"checkpoint {checkpoint} was not written by fit (its metadata has no "
+                f"{', '.join(missing)}); resume from a training checkpoint, or pass "
+                "--overwrite."
+            )
         if meta["n_models"] != n_models:
             raise CheckpointError(
                 f"checkpoint {checkpoint} comes from another run: it holds "

@@ -606,6 +606,71 @@ def train_epoch(
     return epoch(model, opt_state, x, y, key, sigma, hyper, config, phase, mesh)
 
 
+def train_inverses(
+    net,
+    x: Float[Array, "n n_in"],
+    *,
+    config: TrainConfig,
+    updates: IntLike,
+    key: PRNGKeyArray,
+    progress=None,
+):
+    """`net` after `updates` minibatch updates of its feedback mappings alone.
+
+    The forward weights stay as they are: this trains the inverses `g_i` of a network
+    whose layers are fixed (what target propagation assumes it has), at `config.sigma`,
+    `config.lr_feedback` and `config.batch_size`. Whole epochs run as `train_epoch`'s
+    compiled scans; a remainder of `updates` runs on the first batches of one more
+    (shuffled, if `config.shuffle`) pass.
+
+    Args:
+        net: a `DTPNetwork`.
+        x: inputs, shape `(n, n_0)`, at least one batch.
+        config: a `TrainConfig` (keyword-only).
+        updates: how many minibatch updates, `>= 0` (keyword-only).
+        key: noise and shuffling key (keyword-only).
+        progress: called with the fraction done (0 to 1] after each pass, or None
+            (keyword-only).
+
+    Returns:
+        The network with trained feedback mappings.
+
+    Example:
+        >>> net = dtp_eqx.train_inverses(net, x_train, config=dtp_eqx.TrainConfig(),
+        ...                              updates=500, key=jax.random.key(0))
+    """
+    if not _is_int(updates) or updates < 0:
+        raise ValueError(f"updates={updates!r} must be a non-negative integer.")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress={progress!r} must be a function of the fraction done.")
+    key = as_key(key)
+    if key.ndim:
+        raise ValueError(f"key has shape {key.shape}; train_inverses trains one network.")
+    size = config.batch_size
+    n_batches = x.shape[0] // size
+    if n_batches == 0:
+        raise ValueError(f"x has {x.shape[0]} examples, fewer than batch_size={size}.")
+    updates = int(updates)
+    opt_state = init_opt_state(net, config)
+    labels = jnp.zeros(x.shape[0], jnp.int32)  # the inverse phase reads no label
+    done, step = 0, 0
+    while done < updates:
+        step_key = jax.random.fold_in(key, step)
+        n = min(n_batches, updates - done)
+        xs, ys = x, labels
+        if n < n_batches:  # the first n batches of one more pass
+            if config.shuffle:
+                order = jax.random.permutation(jax.random.fold_in(step_key, 1), x.shape[0])
+                xs = x[order]
+            xs, ys = xs[: n * size], labels[: n * size]
+        net, opt_state, _ = train_epoch(
+            net, opt_state, xs, ys, key=step_key, config=config, phase="inverse")
+        done, step = done + n, step + 1
+        if progress is not None:
+            progress(done / updates)
+    return net
+
+
 def check_hyper(hyper) -> dict:
     """Validate a `hyper=` mapping: names from `HYPERPARAMETERS`, finite values."""
     hyper = dict(hyper or {})

@@ -42,6 +42,15 @@ def prose(name: str, value, fmt: str = "") -> None:
     namespace[name] = text
 
 
+def prose_all(fmt: str = "", **values) -> None:
+    """`prose(name, value, fmt)` for every `name=value`: several text values at once.
+
+    `prose_all(".1%", dtp=0.0198, ste=0.0195)` sets `dtp = "2.0%"` and `ste = "1.9%"`.
+    """
+    for name, value in values.items():
+        prose(name, value, fmt)
+
+
 def figure_png(fig, *, dpi: int = 90) -> bytes:
     """A matplotlib figure as PNG bytes; the figure is closed."""
     import matplotlib.pyplot as plt

@@ -135,3 +135,60 @@ def test_target_consistency_is_zero_for_exact_inverses_only(getkey):
     tp = dtp_eqx.target_consistency(_with_exact_inverses(net), x, y, top_step=0.1,
                                     method="tp")
     assert float(jnp.max(tp["relative"])) < 1e-3
+
+
+def test_offset_angle_is_the_per_example_mean(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 5, 5, 3), key=getkey())
+    x = jax.random.normal(getkey(), (8, 6))
+    y = jnp.arange(8) % 3
+    angles = dtp_eqx.angles_to_backprop(net, x, y, top_step=0.01)
+    # one example: the per-example angle and the whole-batch angle are the same angle
+    one = dtp_eqx.angles_to_backprop(net, x[:1], y[:1], top_step=0.01)
+    # (arccos near 1 in float32 is good to about 0.1 degree)
+    np.testing.assert_allclose(one["offset"], one["activation"], atol=0.1)
+    # the batch mean of the single-example angles
+    singles = jnp.stack([
+        dtp_eqx.angles_to_backprop(net, x[i:i + 1], y[i:i + 1], top_step=0.01)["offset"]
+        for i in range(8)])
+    np.testing.assert_allclose(angles["offset"], jnp.mean(singles, axis=0), atol=0.1)
+
+
+def test_batch_targets_match_compute_targets(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 4, 3), key=getkey())
+    x = jax.random.normal(getkey(), (7, 6))
+    y = jnp.arange(7) % 3
+    hs, ts, ps = dtp_eqx.batch_targets(net, x, y, top_step=0.1, method="tp")
+    assert [h.shape for h in hs] == [(7, 6), (7, 5), (7, 4), (7, 3)]
+    assert [t.shape for t in ts] == [(7, 5), (7, 4)]
+    one = dtp_eqx.compute_targets(net, net.activations(x[2]), y[2], top_step=0.1, method="tp")
+    np.testing.assert_allclose(ts[0][2], one[0], rtol=1e-5)
+    np.testing.assert_allclose(ps[1], hs[2], rtol=1e-6)  # deterministic: means = activations
+    with pytest.raises(ValueError, match="method"):
+        dtp_eqx.batch_targets(net, x, y, top_step=0.1, method="backprop")
+    with pytest.raises(ValueError, match="top_step"):
+        dtp_eqx.batch_targets(net, x, y, top_step=-1.0)
+
+
+def test_activation_spread(getkey):
+    net = dtp_eqx.DTPNetwork((6, 5, 4, 3), key=getkey())
+    x = jax.random.normal(getkey(), (50, 6))
+    spread = dtp_eqx.activation_spread(net, x)
+    assert spread.shape == (2,)
+    hs = jax.vmap(net.activations)(x)
+    assert spread[0] == pytest.approx(float(jnp.mean(jnp.std(hs[1], axis=0))), rel=1e-5)
+    # the same input everywhere: no unit varies
+    same = dtp_eqx.activation_spread(net, jnp.tile(x[:1], (50, 1)))
+    np.testing.assert_allclose(same, 0.0, atol=1e-6)
+
+
+def test_weight_gradient_norms_vanish_below_a_sign(getkey):
+    net = dtp_eqx.paper_network("discrete", key=getkey())
+    x = jax.random.uniform(getkey(), (32, 784))
+    y = jnp.arange(32) % 10
+    bp = dtp_eqx.weight_gradient_norms(net, x, y)
+    assert bp.shape == (3,)
+    assert bp[0] == 0.0 and bp[1] > 0 and bp[2] > 0  # no gradient through the sign
+    for method in ("ste", "dtp"):
+        assert dtp_eqx.weight_gradient_norms(net, x, y, method=method, top_step=0.1)[0] > 0
+    with pytest.raises(ValueError, match="method"):
+        dtp_eqx.weight_gradient_norms(net, x, y, method="sgd")

@@ -174,3 +174,5 @@ def test_prose_sets_a_formatted_variable_for_the_text():
     assert __main__.prose_test_count == "12,000"
     with pytest.raises(ValueError, match="identifier"):
         dtp_eqx.prose("not a name", 1)
+    dtp_eqx.prose_all(".2f", prose_test_a=1, prose_test_b=0.125)
+    assert (__main__.prose_test_a, __main__.prose_test_b) == ("1.00", "0.12")

@@ -259,3 +259,14 @@ def test_ensemble_member(getkey):
         dtp_eqx.ensemble_member(ensemble, 3)
     with pytest.raises(ValueError, match="not an ensemble"):
         dtp_eqx.ensemble_member(_make(keys[0]), 0)
+
+
+def test_any_pytree_round_trips_but_fit_resumes_only_its_own(tmp_path, getkey):
+    net = _make(getkey())
+    path = dtp_eqx.save_checkpoint(tmp_path / "net.eqx", net, {"note": "any pytree"})
+    loaded, meta = dtp_eqx.load_checkpoint(path, _make(getkey()))
+    assert meta["note"] == "any pytree" and eqx.tree_equal(loaded, net)
+    data = _data(getkey())
+    with pytest.raises(dtp_eqx.CheckpointError, match="not written by fit"):
+        dtp_eqx.fit(net, data, CONFIG, key=getkey(), progress=False, checkpoint=path,
+                    resume=True)

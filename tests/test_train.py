@@ -521,3 +521,24 @@ def test_an_integer_key_is_a_clear_error():
 def test_config_noise_must_be_finite(name, value):
     with pytest.raises(ValueError, match=rf"{name}={value!r} must be a finite non-negative number"):
         dtp_eqx.TrainConfig(**{name: value})
+
+
+def test_train_inverses_trains_only_the_feedback(getkey):
+    net = dtp_eqx.DTPNetwork((8, 6, 6, 6, 3), key=getkey())
+    x = jax.random.normal(getkey(), (50, 8))
+    config = dtp_eqx.TrainConfig(batch_size=10, lr_feedback=1e-2, sigma=0.1)
+    seen = []
+    trained = dtp_eqx.train_inverses(net, x, config=config, updates=12, key=getkey(),
+                                     progress=seen.append)
+    assert seen == [5 / 12, 10 / 12, 1.0]  # two whole passes of 5 batches, then 2 batches
+    for before, after in zip(net.layers, trained.layers):
+        np.testing.assert_array_equal(before.forward.weight, after.forward.weight)
+    np.testing.assert_array_equal(net.output.weight, trained.output.weight)
+    assert not np.allclose(net.layers[1].feedback.weight, trained.layers[1].feedback.weight)
+    errors = dtp_eqx.reconstruction_errors(net, x)
+    assert jnp.all(dtp_eqx.reconstruction_errors(trained, x) < errors)
+    assert dtp_eqx.train_inverses(net, x, config=config, updates=0, key=getkey()) is net
+    with pytest.raises(ValueError, match="updates"):
+        dtp_eqx.train_inverses(net, x, config=config, updates=-1, key=getkey())
+    with pytest.raises(ValueError, match="batch_size"):
+        dtp_eqx.train_inverses(net, x[:5], config=config, updates=1, key=getkey())
