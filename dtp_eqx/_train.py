@@ -779,7 +779,7 @@ def evaluate(
             y: integer labels in `[0, n_classes)`, shape `(n,)` (None for an
             auto-encoder, which ignores them). NumPy or JAX arrays; the annotations
             admit any real dtype so that integer inputs and float labels meet the
-            clear `ValueError`s below.
+            clear `ValueError` below.
         key: key for the samples; required for a stochastic network (keyword-only).
         n_samples: samples averaged by a stochastic network, `>= 1` (keyword-only).
         batch_size: examples per jitted chunk, `>= 1` (keyword-only).

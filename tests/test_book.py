@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,55 @@ def test_book_builds_without_warnings(built_book):
         if "plt." in (BOOK / f"{page}.md").read_text():
             rendered = (html / f"{page}.html").read_text()
             assert "_images/" in rendered or '"format": "png"' in rendered, f"{page}: no figure"
+
+
+class _InlineCode(HTMLParser):
+    """The text of every inline `<code>` of a page, and whether it sits inside a link."""
+
+    def __init__(self):
+        super().__init__()
+        self.links, self.code, self.found = 0, None, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "a":
+            self.links += 1
+        elif tag == "code" and "literal" in (dict(attrs).get("class") or ""):
+            self.code = []
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self.links -= 1
+        elif tag == "code" and self.code is not None:
+            self.found.append(("".join(self.code), self.links > 0))
+            self.code = None
+
+    def handle_data(self, data):
+        if self.code is not None:
+            self.code.append(data)
+
+
+def test_library_names_link_to_the_api(built_book):
+    """Inline code naming a dtp_eqx object (`fit`, `dtp_eqx.fit(...)`) links to its entry."""
+    sys.path.insert(0, str(BOOK / "_ext"))
+    try:
+        from api_links import library_name, public_names
+    finally:
+        sys.path.pop(0)
+    _, html = built_book
+    names = public_names()
+    unlinked, linked = [], 0
+    for page in _pages():
+        if page == "api":
+            continue
+        parser = _InlineCode()
+        parser.feed((html / f"{page}.html").read_text())
+        for text, in_link in parser.found:
+            if library_name(text, names) is not None:
+                linked += in_link
+                if not in_link:
+                    unlinked.append(f"{page}: {text[:60]}")
+    assert unlinked == []
+    assert linked > 100, linked  # the pages name the library often
 
 
 def _launch(pw):
