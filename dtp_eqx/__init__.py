@@ -79,6 +79,9 @@ from ._reproduce import (
     default_search_ranges as default_search_ranges,
     load_results as load_results,
     reproduce as reproduce,
+    results_table as results_table,
+    run_command as run_command,
+    run_settings as run_settings,
     search_experiment as search_experiment,
     write_report as write_report,
 )
@@ -132,6 +135,9 @@ from ._explore import (
 from ._widgets import (
     prose as prose,
     prose_all as prose_all,
+    percent as percent,
+    points as points,
+    gap_phrase as gap_phrase,
     figure_png as figure_png,
     figure_slider as figure_slider,
     quick_mode as quick_mode,

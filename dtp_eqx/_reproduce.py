@@ -471,6 +471,71 @@ def load_results(results_dir="results") -> dict[tuple[str, str], dict]:
     return {(r["experiment"], r["method"]): r for r in runs if not r.get("quick")}
 
 
+def run_command(run: dict) -> str:
+    """The command line that made a results file's run (from `load_results`).
+
+    The one the file records, or, for older files that record none, one rebuilt from
+    its experiment, method, epochs, seeds and settings file.
+    """
+    if run.get("command"):
+        return run["command"]
+    cmd = f"python -m dtp_eqx reproduce {run['experiment']} --method {run['method']}"
+    if run["epochs"] != run.get("paper_epochs"):
+        cmd += f" --epochs {run['epochs']}"
+    if run["seeds"]["n"] != 3:
+        cmd += f" --seeds {run['seeds']['n']}"
+    if run.get("settings_search"):
+        cmd += f" --settings {run['settings_search']['file']}"
+    return cmd
+
+
+def run_settings(run: dict) -> str:
+    """Where a run's settings came from, as a phrase: a validation search (with its size
+    and best validation error) or the defaults of `paper_config`."""
+    found = run.get("settings_search")
+    if found:
+        return (f"searched: best of {found['n_trials']} trials of {found['epochs']} epochs "
+                f"(validation error {_fmt(found['best_valid_error'])})")
+    return "the original code's" if run["method"] != "tp" else "DTP's (no search)"
+
+
+def results_table(runs, *, names: dict | None = None) -> str:
+    """A Markdown table of full runs (values of `load_results`), one row per run.
+
+    Columns: method, test error (mean ± std over seeds), per seed, test error at the
+    epoch of best validation error, the paper's figure, epochs (the paper's), seeds,
+    where the settings came from, wall-clock time, commit and command.
+
+    Args:
+        runs: a dict `{label: run}` or a list of runs (labelled by their method).
+        names: display names for the labels, e.g. `{"dtp": "DTP"}` (keyword-only).
+
+    Returns:
+        The table as Markdown text; a notebook shows it with `IPython.display.Markdown`.
+    """
+    items = list(runs.items()) if isinstance(runs, dict) else [(r["method"], r) for r in runs]
+    if not items:
+        raise ValueError("runs is empty; pass the runs load_results returned.")
+    names = names or {}
+    header = ["method", "test error", "per seed", "at best validation", "paper",
+              "epochs (paper's)", "seeds", "settings", "time", "commit", "command"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, run in items:
+        test = run["final"]["test_error"]
+        seconds = run.get("wall_seconds") or 0.0
+        time_ = f"{seconds / 60:.0f} min" if seconds < 2 * 3600 else f"{seconds / 3600:.1f} h"
+        commit = (run.get("provenance") or {}).get("commit") or "?"
+        commit = f"`{commit[:7]}`" + (" (with changes)" if commit.endswith("-dirty") else "")
+        cells = [names.get(label, label), f"{_fmt(test['mean'])} ± {_fmt(test['std'])}",
+                 ", ".join(_fmt(v) for v in test["per_seed"]), _at_best_validation(run),
+                 _fmt(run.get("paper_test_error")) or "—",
+                 f"{run['epochs']} ({run.get('paper_epochs') or 'not given'})",
+                 f"{run['seeds']['n']}", run_settings(run), time_, commit,
+                 f"`{run_command(run)}`"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _at_best_validation(run: dict) -> str:
     """'1.23% (epoch 450)': mean test error where the mean validation error is lowest."""
     valid = np.asarray(run["curves"]["valid_error"], np.float64)
@@ -508,6 +573,15 @@ def _tp_note(run: dict) -> str:
         f"validation error {_fmt(found['best_valid_error'])} after {found['epochs']} epochs)"
         if found else "DTP's settings"
     )
+    test = run["final"]["test_error"]["mean"]
+    if test < 0.5:  # it learned: say how far it got, not why it fails
+        return (
+            f"Vanilla TP, with {settings}, learns on this network: test error "
+            f"{_fmt(test)} after {run['epochs']} epochs. It has no difference correction, "
+            "so every target below the top carries the reconstruction errors of the "
+            "inverses above it (book chapters 3 and 4). The paper reports no TP number "
+            "for this network."
+        )
     return (
         f"Why TP fails here: vanilla TP, here with {settings}, has no difference "
         "correction, so every target below the top carries the reconstruction errors of "

@@ -42,6 +42,27 @@ def prose(name: str, value, fmt: str = "") -> None:
     namespace[name] = text
 
 
+def percent(value, digits: int = 2) -> str:
+    """A fraction as a percentage for the text: `percent(0.01234)` is `"1.23%"`."""
+    return f"{float(value):.{digits}%}"
+
+
+def points(difference, digits: int = 2) -> str:
+    """The size of a difference of two fractions in percentage points, for the text:
+    `points(0.0198 - 0.0155)` is `"0.43"`."""
+    return f"{100 * abs(float(difference)):.{digits}f}"
+
+
+def gap_phrase(ours, reference, *, digits: int = 2) -> str:
+    """How `ours` compares with `reference` (both fractions), for the text:
+    `"0.12 percentage points above"`, `"... below"`, or `"level with"` when the gap
+    rounds to zero at `digits` decimals of a point."""
+    gap = float(ours) - float(reference)
+    if abs(100 * gap) < 0.5 * 10.0**-digits:
+        return "level with"
+    return f"{points(gap, digits)} percentage points {'above' if gap > 0 else 'below'}"
+
+
 def prose_all(fmt: str = "", **values) -> None:
     """`prose(name, value, fmt)` for every `name=value`: several text values at once.
 

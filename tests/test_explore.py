@@ -176,3 +176,11 @@ def test_prose_sets_a_formatted_variable_for_the_text():
         dtp_eqx.prose("not a name", 1)
     dtp_eqx.prose_all(".2f", prose_test_a=1, prose_test_b=0.125)
     assert (__main__.prose_test_a, __main__.prose_test_b) == ("1.00", "0.12")
+
+
+def test_percent_and_gap_phrases():
+    assert dtp_eqx.percent(0.01234) == "1.23%" and dtp_eqx.percent(0.5, 0) == "50%"
+    assert dtp_eqx.gap_phrase(0.0198, 0.0155) == "0.43 percentage points above"
+    assert dtp_eqx.gap_phrase(0.0150, 0.0155) == "0.05 percentage points below"
+    assert dtp_eqx.gap_phrase(0.01551, 0.0155) == "level with"
+    assert dtp_eqx.points(0.0155 - 0.0198) == "0.43"

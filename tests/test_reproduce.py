@@ -333,3 +333,46 @@ def test_ctrl_c_prints_the_resume_command(data_dir, tmp_path, capsys, monkeypatc
     assert main(_quick(out, data_dir, "--epochs", "3", "--checkpoint-every", "5",
                        "--resume")) == 0
     assert json.loads(out.read_text())["resumed"][0]["epoch"] == 1
+
+
+def _fake_run(method, test, *, search=None, command=None, epochs=100):
+    import numpy as np
+
+    valid = np.full((epochs, 2), np.nan)
+    valid[[9, -1]] = [[0.05, 0.05], [0.04, 0.04]]
+    curves = {"valid_error": valid.tolist(), "test_error": (valid + 0.001).tolist(),
+              "train_loss": [[0.1, 0.1]] * epochs, "recon_error": [[[0.2], [0.2]]] * epochs}
+    return {"experiment": "mnist-deep", "method": method, "epochs": epochs,
+            "paper_epochs": 100, "seeds": {"n": 2}, "paper_test_error": 0.0194,
+            "final": {"test_error": {"mean": test, "std": 0.001, "per_seed": [test] * 2}},
+            "curves": curves, "wall_seconds": 600.0, "provenance": {"commit": "abcdef0123"},
+            "settings_search": search, "command": command, "notes": []}
+
+
+def test_results_table_commands_and_settings():
+    import dtp_eqx
+
+    search = {"n_trials": 16, "epochs": 5, "best_valid_error": 0.0312,
+              "file": "results/search/mnist-deep-tp.json"}
+    runs = {"dtp": _fake_run("dtp", 0.0188, command="python -m dtp_eqx reproduce x"),
+            "tp": _fake_run("tp", 0.0321, search=search, epochs=50)}
+    table = dtp_eqx.results_table(runs, names={"dtp": "DTP"}).splitlines()
+    assert len(table) == 4 and table[0].count("|") == 12
+    assert table[2].startswith("| DTP | 1.88% ± 0.10% | 1.88%, 1.88% | 4.10% (epoch 100) |")
+    assert "`python -m dtp_eqx reproduce x`" in table[2] and "`abcdef0`" in table[2]
+    assert "searched: best of 16 trials of 5 epochs (validation error 3.12%)" in table[3]
+    assert dtp_eqx.run_command(runs["tp"]) == (
+        "python -m dtp_eqx reproduce mnist-deep --method tp --epochs 50 --seeds 2 "
+        "--settings results/search/mnist-deep-tp.json")
+    assert dtp_eqx.run_settings(_fake_run("tp", 0.9)) == "DTP's (no search)"
+    with pytest.raises(ValueError, match="runs is empty"):
+        dtp_eqx.results_table({})
+
+
+def test_tp_note_follows_the_result():
+    from dtp_eqx._reproduce import _tp_note
+
+    assert "does not learn" in _tp_note(_fake_run("tp", 0.90))
+    learned = _tp_note(_fake_run("tp", 0.0321))
+    assert "learns on this network: test error 3.21%" in learned
+    assert "does not learn" not in learned
