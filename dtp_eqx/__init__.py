@@ -81,6 +81,7 @@ from ._reproduce import (
     reproduce as reproduce,
     results_table as results_table,
     run_command as run_command,
+    run_label as run_label,
     run_settings as run_settings,
     search_experiment as search_experiment,
     write_report as write_report,

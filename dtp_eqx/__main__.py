@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=_positive_int, help="minibatch size (default 100)")
     run.add_argument("--data-dir", help="folder with the dataset files "
                                         "(default: $DTP_EQX_DATA, the user cache, or a download)")
-    run.add_argument("--out", help="results file (default results/EXPERIMENT-METHOD.json)")
+    run.add_argument("--out", help="results file (default results/EXPERIMENT-METHOD.json; "
+                     "-METHOD-per-batch.json for DTP or TP on the per-batch schedule)")
     run.add_argument("--quick", action="store_true",
                      help="smoke test: a few hundred examples, 1 epoch, results under results/quick/")
     overwriting = run.add_mutually_exclusive_group()
@@ -151,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "original rates and top step, sigma in [0.05, 1])")
     search.add_argument("--feedback-activation", choices=FEEDBACK_CHOICES,
                         help="nonlinearity of the feedback mappings (default: the network's)")
+    search.add_argument("--schedule", choices=SCHEDULES, default="alternate-epoch",
+                        help="the schedule every trial trains with (default alternate-epoch; "
+                             "per-batch writes EXPERIMENT-METHOD-per-batch.json)")
     search.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     search.add_argument("--data-dir", help="folder with the dataset files")
     search.add_argument("--out", help="results file (default results/search/EXPERIMENT-METHOD.json)")
@@ -225,9 +229,9 @@ def _main(argv_used: list[str]) -> int:
             args.experiment, args.method, n_trials=args.trials, epochs=args.epochs,
             n_train=args.n_train, n_valid=args.n_valid,
             ranges={name: (low, high) for name, low, high in args.range} or None,
-            network=network, seed=args.seed, data_dir=args.data_dir, out=args.out,
-            quick=args.quick, overwrite=args.overwrite, command=command,
-            progress=not args.no_progress,
+            network=network, schedule=args.schedule, seed=args.seed,
+            data_dir=args.data_dir, out=args.out, quick=args.quick,
+            overwrite=args.overwrite, command=command, progress=not args.no_progress,
         )
         best = ", ".join(f"{k}={v:.4g}" for k, v in found["best_hyper"].items())
         print(f"{args.experiment} {args.method}: best of {found['n_trials']} trials {best}, "

@@ -25,6 +25,7 @@ from ._fit import checkpoint_meta, fit
 from ._outputs import claim_outputs
 from ._paper import paper_config, paper_experiment, paper_network
 from ._provenance import provenance, write_json
+from ._train import BACKPROP_METHODS
 
 QUICK = {"n_train": 500, "n_valid": 200, "n_test": 200, "epochs": 1, "n_samples": 5,
          "search": {"n_trials": 2, "check_epochs": (1,), "probe_epochs": 1},
@@ -112,16 +113,18 @@ def reproduce(
     network = dict(network or {})
     from_search = None
     if settings is not None:
-        from_search = _read_search(settings, experiment, method)
+        from_search = _read_search(settings, experiment, method, overrides.get("schedule"))
         network = {**from_search["network"], **network}
-        overrides = {**from_search["best_hyper"], **overrides}
+        overrides = {"schedule": from_search.pop("schedule"), **from_search["best_hyper"],
+                     **overrides}
     if quick:
         overrides = {"epochs": QUICK["epochs"], "n_samples": QUICK["n_samples"], **overrides}
     config = paper_config(experiment, method, **overrides)
     # the paper gives no training length for its auto-encoder
     paper_epochs = None if autoencoder else paper_config(experiment, method).epochs
     _check_data_dir(data_dir)
-    default = Path("results") / ("quick" if quick else "") / f"{experiment}-{method}.json"
+    label = run_label(method, config.schedule)
+    default = Path("results") / ("quick" if quick else "") / f"{experiment}-{label}.json"
     out = Path(out) if out is not None else default
     checkpoint = out.with_suffix(".ckpt")
     outputs = {"results file": out, "checkpoint": checkpoint}
@@ -243,7 +246,24 @@ def _reproduce(experiment, method, info, config, overrides, network, from_search
     return result
 
 
-def _read_search(path, experiment: str, method: str) -> dict:
+def run_label(method: str, schedule: str = "alternate-epoch") -> str:
+    """The name a run goes by in `load_results`, the report and file names: its method,
+    with `-per-batch` for target propagation on the per-batch schedule (the original
+    code's alternate-epoch schedule, and every back-prop method, go by the method alone).
+
+    >>> run_label("dtp"), run_label("dtp", "per-batch"), run_label("bp", "per-batch")
+    ('dtp', 'dtp-per-batch', 'bp')
+    """
+    if method in BACKPROP_METHODS or schedule == "alternate-epoch":
+        return method
+    return f"{method}-{schedule}"
+
+
+def _label_of(run: dict) -> str:
+    return run_label(run["method"], run.get("config", {}).get("schedule", "alternate-epoch"))
+
+
+def _read_search(path, experiment: str, method: str, schedule: str | None = None) -> dict:
     """A search results file's summary, checked to be for `experiment` and `method`."""
     path = Path(path)
     if not path.is_file():
@@ -255,9 +275,15 @@ def _read_search(path, experiment: str, method: str) -> dict:
             f"settings={str(path)!r} is a search for {found.get('experiment')!r} by "
             f"{found.get('method')!r}, not {experiment!r} by {method!r}."
         )
+    searched = found.get("config", {}).get("schedule", "alternate-epoch")
+    if schedule is not None and method not in BACKPROP_METHODS and schedule != searched:
+        raise ValueError(
+            f"settings={str(path)!r} were searched with the {searched!r} schedule, not "
+            f"{schedule!r}: search again with --schedule {schedule}, or drop --schedule."
+        )
     keys = ("best_hyper", "best_valid_error", "n_trials", "ranges", "epochs", "n_train",
             "n_valid", "network", "provenance")
-    return {"file": str(path), **{k: found[k] for k in keys}}
+    return {"file": str(path), "schedule": searched, **{k: found[k] for k in keys}}
 
 
 def default_search_ranges(experiment: str, method: str) -> dict[str, tuple[float, float]]:
@@ -282,6 +308,7 @@ def search_experiment(
     n_valid: int = 1000,
     ranges: dict[str, tuple[float, float]] | None = None,
     network: dict | None = None,
+    schedule: str = "alternate-epoch",
     seed: int = 0,
     data_dir=None,
     out=None,
@@ -295,8 +322,9 @@ def search_experiment(
     Every trial trains `epochs` epochs on `n_train` training images (all when None) and
     is scored by its validation error on `n_valid` images; all trials run in one
     compiled program (`dtp_eqx.random_search`). No test image is seen. The results file
-    (default `results/search/EXPERIMENT-METHOD.json`) lists every trial and the best
-    settings; `reproduce(..., settings=that_file)` trains with them.
+    (default `results/search/EXPERIMENT-LABEL.json`, `LABEL` being `dtp_eqx.run_label` of
+    the method and schedule) lists every trial and the best settings;
+    `reproduce(..., settings=that_file)` trains with them, on the same schedule.
 
     Args:
         experiment, method: as for `reproduce`.
@@ -306,6 +334,7 @@ def search_experiment(
         ranges: `{name: (low, high)}`; default `default_search_ranges` (keyword-only).
         network: network keyword arguments replacing the paper's, e.g.
             `{"feedback_activation": "tanh"}` (keyword-only).
+        schedule: the `TrainConfig.schedule` every trial trains with (keyword-only).
         seed: draws the settings, initial weights and training (keyword-only).
         data_dir, out, quick, command, progress: as for `reproduce` (keyword-only).
         overwrite: replace an existing results file; without it the search stops before
@@ -319,10 +348,11 @@ def search_experiment(
     network = dict(network or {})
     if quick:
         n_trials, epochs, n_train, n_valid = min(n_trials, 2), 1, QUICK["n_train"], QUICK["n_valid"]
-    config = paper_config(experiment, method, epochs=epochs)
+    config = paper_config(experiment, method, epochs=epochs, schedule=schedule)
     ranges = default_search_ranges(experiment, method) if ranges is None else ranges
     default = Path("results") / ("quick" if quick else "") / "search"
-    out = Path(out) if out is not None else default / f"{experiment}-{method}.json"
+    label = run_label(method, config.schedule)
+    out = Path(out) if out is not None else default / f"{experiment}-{label}.json"
     _check_data_dir(data_dir)
     with claim_outputs(out, {"results file": out}, resume=False, overwrite=overwrite,
                        command=command):
@@ -453,7 +483,9 @@ def load_results(results_dir="results") -> dict[tuple[str, str], dict]:
         results_dir: folder holding `EXPERIMENT-METHOD.json` files.
 
     Returns:
-        A dict from `(experiment, method)` to the parsed JSON of that run, where `"final"` holds the
+        A dict from `(experiment, label)` to the parsed JSON of that run, where `label`
+        is `dtp_eqx.run_label` of its method and schedule (`"dtp"`, `"dtp-per-batch"`,
+        `"bp"`, ...) and `"final"` holds the
         train / valid / test error as `{"mean", "std", "per_seed"}`, `"curves"` the
         per-epoch metrics with shape `(epochs, n_seeds)` (NaN where not evaluated),
         `"config"`, `"seeds"`, `"epochs"`, `"wall_seconds"` and `"provenance"`.
@@ -468,7 +500,7 @@ def load_results(results_dir="results") -> dict[tuple[str, str], dict]:
             "`python -m dtp_eqx reproduce EXPERIMENT` to make results files."
         )
     runs = (json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json")))
-    return {(r["experiment"], r["method"]): r for r in runs if not r.get("quick")}
+    return {(r["experiment"], _label_of(r)): r for r in runs if not r.get("quick")}
 
 
 def run_command(run: dict) -> str:
@@ -681,9 +713,9 @@ def write_report(results_dir="results") -> Path:
         gap = _paper_gap(r)
         if gap is not None:
             notes.append(gap)
-            missed.setdefault(r["experiment"], []).append(r["method"])
+            missed.setdefault(r["experiment"], []).append(_label_of(r))
         lines.append(
-            f"| {r['experiment']} | {r['method']} | {_fmt(test['mean'])} ± {_fmt(test['std'])} "
+            f"| {r['experiment']} | {_label_of(r)} | {_fmt(test['mean'])} ± {_fmt(test['std'])} "
             f"| {best} | {_fmt(r['paper_test_error'])} | {r['seeds']['n']} | {r['epochs']} "
             f"({r['paper_epochs'] or 'not given'}) | {r['data_name']} | {'; '.join(notes)} |"
         )
@@ -702,7 +734,7 @@ def write_report(results_dir="results") -> Path:
             epochs = np.arange(1, len(curve) + 1)
             keep = np.isfinite(curve)
             ax.plot(epochs[keep], scale * curve[keep], marker="." if keep.sum() < 20 else None,
-                    label=r["method"])
+                    label=_label_of(r))
         ax.set(xlabel="epoch", ylabel=label, yscale="log", title=experiment)
         ax.legend()
         fig.tight_layout()

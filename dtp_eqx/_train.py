@@ -117,7 +117,8 @@ class TrainConfig:
             `"bp"`, `"ste"` and `"bp-continuous"`.
         schedule: `"alternate-epoch"` (an epoch of inverse updates, then an epoch of
             forward updates, as the original code) or `"per-batch"` (inverse then forward
-            update on every minibatch, as the paper's Algorithm 1). Ignored by `"bp"`.
+            update on every minibatch, as the paper's Algorithm 1, after
+            `inverse_warmup` inverse-only passes). Ignored by `"bp"`.
         epochs: number of epochs (an alternate-epoch epoch is one inverse pass plus one
             forward pass over the training set).
         batch_size: minibatch size; the ragged end of each shuffled epoch is dropped.
@@ -137,6 +138,13 @@ class TrainConfig:
             to the code before it is decoded (see `dtp_eqx.autoencoder_losses`).
         n_samples: for stochastic networks, how many samples of the network are averaged
             (as class probabilities) at test time; the paper uses 100.
+        inverse_warmup: for the per-batch schedule, how many passes over the training
+            set train only the inverses at the start of the first epoch, before any
+            forward update (default 1, like the alternate-epoch schedule's first pass).
+            Without it the first forward updates chase targets made by untrained
+            inverses, and with the paper's deep tanh settings the network saturates at
+            chance (`benchmarks/results/per-batch-schedule.md`). Ignored by the
+            alternate-epoch schedule and by back-prop.
 
     Sizes and rates may be Python or NumPy numbers (`np.int64(100)`, `np.float32(1e-3)`);
     NumPy ones are stored as Python numbers.
@@ -147,8 +155,8 @@ class TrainConfig:
             one); `lr_forward`, `lr_feedback` or `top_step` that are not positive finite
             numbers; `sigma`, `input_noise` or `code_noise` that are not finite
             non-negative numbers (NaN and infinity are rejected); a `sigma_tau` that is
-            neither None nor a positive finite number; an `anneal_from` that is not a
-            non-negative integer.
+            neither None nor a positive finite number; an `anneal_from` or
+            `inverse_warmup` that is not a non-negative integer.
     """
 
     method: str = "dtp"
@@ -166,6 +174,7 @@ class TrainConfig:
     input_noise: FloatLike = 0.0
     code_noise: FloatLike = 0.0
     n_samples: IntLike = 100
+    inverse_warmup: IntLike = 1
 
     def __post_init__(self):
         check_choice("method", self.method, TRAIN_METHODS)
@@ -181,6 +190,11 @@ class TrainConfig:
             raise ValueError(
                 f"anneal_from={self.anneal_from!r} must be a non-negative integer (the "
                 "number of the first epoch in the noise anneal: 0 or 1)."
+            )
+        if not (_is_int(self.inverse_warmup) and self.inverse_warmup >= 0):
+            raise ValueError(
+                f"inverse_warmup={self.inverse_warmup!r} must be a non-negative integer "
+                "(inverse-only passes before the first per-batch epoch)."
             )
         for name in ("epochs", "batch_size", "n_samples"):
             check_positive_int(name, getattr(self, name))
@@ -216,13 +230,15 @@ class TrainConfig:
         `HYPERPARAMETERS`."""
         return {name: getattr(self, name) for name in HYPERPARAMETERS}
 
-    def phases(self) -> tuple[str, ...]:
-        """The passes over the training set that make up one epoch, in order."""
+    def phases(self, epoch: int | None = None) -> tuple[str, ...]:
+        """The passes over the training set that make up epoch `epoch` (counted from
+        0), in order; `None` for any epoch after the first. Only the per-batch schedule's
+        first epoch differs: it starts with `inverse_warmup` inverse-only passes."""
         if self.method in BACKPROP_METHODS:
             return ("bp",)
         if self.schedule == "alternate-epoch":
             return ("inverse", "forward")
-        return ("per-batch",)
+        return ("inverse",) * (self.inverse_warmup if epoch == 0 else 0) + ("per-batch",)
 
 
 def param_labels(model) -> object:

@@ -184,6 +184,36 @@ def test_missing_data_directory_writes_nothing(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_per_batch_runs_have_their_own_search_results_and_row(data_dir, tmp_path,
+                                                              monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # default outputs go under tmp_path/results/quick
+    assert main(["search", "mnist-deep", "--quick", "--schedule", "per-batch",
+                 "--data-dir", str(data_dir), "--no-progress"]) == 0
+    found = tmp_path / "results" / "quick" / "search" / "mnist-deep-dtp-per-batch.json"
+    assert json.loads(found.read_text())["config"]["schedule"] == "per-batch"
+    # the settings carry their schedule; the run is named by it
+    assert main(["reproduce", "mnist-deep", "--quick", "--seeds", "1", "--settings",
+                 str(found), "--data-dir", str(data_dir), "--no-progress"]) == 0
+    out = tmp_path / "results" / "quick" / "mnist-deep-dtp-per-batch.json"
+    run = _results(out)
+    assert run["config"]["schedule"] == "per-batch" and run["config"]["inverse_warmup"] == 1
+    # settings searched on one schedule are refused for the other
+    assert main(["reproduce", "mnist-deep", "--quick", "--settings", str(found),
+                 "--schedule", "alternate-epoch", "--out", str(tmp_path / "x.json"),
+                 "--data-dir", str(data_dir)]) == 2
+    assert "searched with the 'per-batch' schedule" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+    # load_results keeps both schedules of one method apart
+    results = tmp_path / "full"
+    results.mkdir()
+    for name, schedule in (("mnist-deep-dtp", "alternate-epoch"),
+                           ("mnist-deep-dtp-per-batch", "per-batch")):
+        (results / f"{name}.json").write_text(json.dumps(
+            {**run, "quick": False, "config": {**run["config"], "schedule": schedule}}))
+    assert sorted(dtp_eqx.load_results(results)) == [("mnist-deep", "dtp"),
+                                                      ("mnist-deep", "dtp-per-batch")]
+
+
 def test_report(data_dir, tmp_path):
     results = tmp_path / "results"
     for method in ("dtp", "bp"):

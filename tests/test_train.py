@@ -71,8 +71,19 @@ def test_config_errors(kwargs, match):
 
 def test_config_phases():
     assert dtp_eqx.TrainConfig().phases() == ("inverse", "forward")
-    assert dtp_eqx.TrainConfig(schedule="per-batch").phases() == ("per-batch",)
-    assert dtp_eqx.TrainConfig(method="bp", schedule="per-batch").phases() == ("bp",)
+    assert dtp_eqx.TrainConfig().phases(0) == ("inverse", "forward")
+    per_batch = dtp_eqx.TrainConfig(schedule="per-batch")
+    assert per_batch.phases() == per_batch.phases(1) == ("per-batch",)
+    assert per_batch.phases(0) == ("inverse", "per-batch")  # the inverse warm-up
+    no_warmup = dtp_eqx.TrainConfig(schedule="per-batch", inverse_warmup=0)
+    assert no_warmup.phases(0) == ("per-batch",)
+    assert dtp_eqx.TrainConfig(method="bp", schedule="per-batch").phases(0) == ("bp",)
+
+
+@pytest.mark.parametrize("bad", [-1, True])
+def test_inverse_warmup_must_be_a_count(bad):
+    with pytest.raises(ValueError, match=f"inverse_warmup={bad!r}"):
+        dtp_eqx.TrainConfig(schedule="per-batch", inverse_warmup=bad)
 
 
 def test_param_labels(getkey):
@@ -260,6 +271,23 @@ def test_dtp_update_is_a_descent_direction_on_mnist(mnist_trained):
     assert angles["weight"].shape == (3,)
     assert jnp.all(angles["weight"] < 90)
     assert jnp.all(angles["activation"] < 90)
+
+
+def test_per_batch_schedule_learns_mnist_with_the_paper_settings(data_dir):
+    """The paper's Algorithm 1 (inverse then forward update on every minibatch) with the
+    deep tanh settings. Without the inverse warm-up, 2 of these 3 seeds saturate at chance
+    in the first epoch (training loss about 9-12, validation error 90%)."""
+    data = dtp_eqx.load_mnist(data_dir, download=False)
+    config = dtp_eqx.paper_config("mnist-deep", "dtp", schedule="per-batch", epochs=1)
+    nets = eqx.filter_vmap(lambda k: dtp_eqx.paper_network("mnist-deep", key=k))(
+        jnp.stack([jax.random.key(s) for s in range(3)])
+    )
+    keys = jnp.stack([jax.random.key(10 + s) for s in range(3)])
+    _, history = dtp_eqx.fit(nets, data, config, key=keys, progress=False)
+    print("per-batch, 1 epoch: train loss", history["train_loss"][-1],
+          "valid error", history["valid_error"][-1])
+    assert np.all(history["valid_error"][-1] < 0.15)
+    assert np.all(history["train_loss"][-1] < 1.0)
 
 
 # Discrete and stochastic networks.
