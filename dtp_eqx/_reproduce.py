@@ -665,7 +665,7 @@ def _search_note(run: dict) -> list[str]:
     if not found:
         return []
     best = ", ".join(f"{k} {v:.3g}" for k, v in found["best_hyper"].items())
-    return ["", f"`{run['method']}` settings from a validation search (`{found['file']}`): "
+    return ["", f"`{_label_of(run)}` settings from a validation search (`{found['file']}`): "
             f"best of {found['n_trials']} trials of {found['epochs']} epochs on "
             f"{found['n_train']} training and {found['n_valid']} validation images, ranges "
             f"{found['ranges']}, network {found['network'] or 'as the paper'}: {best} "
