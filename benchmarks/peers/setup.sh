@@ -54,6 +54,9 @@ if [ ! -x "$PEER_VENV/bin/python" ]; then
 fi
 PY="$PEER_VENV/bin/python"
 PIP=("$PY" -m pip install --quiet)
+# what the peer code imports besides torch (pandas, matplotlib and tensorboardX at module
+# level, though the benchmark uses none of them), and Pillow for torchvision's MNIST
+"${PIP[@]}" numpy pillow pandas matplotlib tensorboardX
 
 if [ -z "${TORCH_SPEC:-}" ]; then
     if curl -fsS --max-time 15 -o /dev/null "$CPU_INDEX/torch/" 2>/dev/null; then
@@ -80,9 +83,10 @@ if [ -z "${TORCH_SPEC:-}" ]; then
 fi
 if [ -z "${TORCH_DONE:-}" ]; then
     "${PIP[@]}" "$TORCH_SPEC"
-    # torchvision built for the installed torch (PyPI pins torch==X.Y.Z exactly; a local
-    # "+cpu" build satisfies that). Only its datasets and transforms are used, which are
-    # pure Python, so --no-deps: it must not replace the CPU torch with PyPI's.
+    # torchvision of the installed torch's release (PyPI's pins torch==X.Y.Z exactly).
+    # Only its datasets and transforms are used, which are pure Python, so --no-deps: it
+    # must not replace the CPU torch with PyPI's CUDA build. PyPI's Linux torchvision is
+    # a CUDA build whose C extension cannot load with a CPU torch; run.py handles that.
     tv=$("$PY" - <<'EOF'
 import torch
 major, minor = (int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
@@ -92,10 +96,13 @@ EOF
 )
     "${PIP[@]}" --no-deps "$tv"
 fi
-# what the peer code imports besides torch (pandas, matplotlib and tensorboardX at module
-# level, though the benchmark uses none of them), and Pillow for torchvision's MNIST
-"${PIP[@]}" numpy pillow pandas matplotlib tensorboardX
 
-"$PY" -c 'import torch, torchvision; print("installed: torch", torch.__version__,
-"torchvision", torchvision.__version__, "threads", torch.get_num_threads())'
+# torchvision is imported by run.py only (which works around a torchvision whose C
+# extension was built for another torch: see README.md), so only its version is shown
+"$PY" - <<'EOF'
+from importlib.metadata import version
+import torch
+print("installed: torch", torch.__version__, "| torchvision", version("torchvision"),
+      "| torch threads", torch.get_num_threads())
+EOF
 echo "venv: $PEER_VENV"
