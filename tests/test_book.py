@@ -338,7 +338,10 @@ def test_jupyterlab_opens_runs_and_trains_a_page(tmp_path):
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "jupyter"), "lab", "--no-browser", "--ip", "127.0.0.1",
          "--port", str(port), "--allow-root", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", f"--LabApp.app_settings_dir={settings}"],
+         f"--ServerApp.root_dir={root}", f"--LabApp.app_settings_dir={settings}",
+         # a workspace of its own: a layout saved by an earlier session would reopen
+         # other pages beside this one
+         f"--LabApp.workspaces_dir={tmp_path / 'workspaces'}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_quick_env(),
     )
     try:
@@ -374,7 +377,8 @@ def test_jupyterlab_opens_runs_and_trains_a_page(tmp_path):
                 ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
             ).all_inner_texts()
             assert errors == [], errors[:2]
-            prose = " ".join(page.locator(".jp-MarkdownCell").all_inner_texts())
+            panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)").first
+            prose = " ".join(panel.locator(".jp-MarkdownCell").all_inner_texts())
             for raw in ("{glue", "{eval", "{doc}"):
                 assert raw not in prose, f"raw MyST role {raw} in the rendered prose"
             assert "falls from 0." in prose  # a number computed by the page, inline
