@@ -168,7 +168,8 @@ def bench_network(name: str, repeats: int, n_train: int | None) -> dict:
             "compile_seconds": max(first - steady, 0.0),
             "compiled_bytes": memory,
             "xla_flops_per_step": flops,
-            "achieved_gflops": None if flops is None else flops * (n // BATCH) / steady / 1e9,
+            "achieved_gflops": (None if flops is None
+                                else flops * (n // config.batch_size) / steady / 1e9),
         }
     dtp = row["inverse"]["seconds_per_epoch"] + row["forward"]["seconds_per_epoch"]
     row["dtp_over_bp"] = dtp / row["bp"]["seconds_per_epoch"]

@@ -19,11 +19,12 @@ import numpy as np
 
 import dtp_eqx
 
+ORIGINAL = dtp_eqx.paper_config("mnist-deep", "dtp")
 VARIANTS = {
     "per-batch, no warm-up": dict(schedule="per-batch", inverse_warmup=0),
     "per-batch, 1 inverse warm-up pass": dict(schedule="per-batch", inverse_warmup=1),
     "per-batch, no warm-up, lr_forward / 3": dict(
-        schedule="per-batch", inverse_warmup=0, lr_forward=0.0148893 / 3),
+        schedule="per-batch", inverse_warmup=0, lr_forward=ORIGINAL.lr_forward / 3),
     "alternate-epoch": dict(schedule="alternate-epoch"),
 }
 

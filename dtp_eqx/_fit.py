@@ -205,9 +205,9 @@ def fit(
     """Train `model` on `data` for `config.epochs` epochs; return `(model, history)`.
 
     A thin loop: each epoch runs the passes of `config.phases(epoch)` through
-    `train_epoch`, then evaluates. Validation and test sets are used only for reporting. The keys of
-    epoch `e` are `jax.random.fold_in(key, e)`, so a resumed run draws exactly what the
-    uninterrupted run would have drawn.
+    `train_epoch`, then evaluates. Validation and test sets are used only for
+    reporting. The keys of epoch `e` are `jax.random.fold_in(key, e)`, so a resumed run
+    draws exactly what the uninterrupted run would have drawn.
 
     A single layer (a `DTPLayer`) is trained as a denoising auto-encoder by DTP: every
     minibatch updates the decoder `g` on reconstruction, then the encoder `f` towards its
@@ -313,9 +313,6 @@ def fit(
         if xs is not None and len(xs)
     }
     recon_x = splits["valid"][0] if "valid" in splits else x
-    def phases_of(epoch):
-        return ("autoencoder",) if _is_autoencoder(model) else config.phases(epoch)
-
     n_inverses = 1 if _is_autoencoder(model) else len(model.layers) - 1
     member_shape = () if n_models is None else (n_models,)
     hyper = {
@@ -411,7 +408,7 @@ def fit(
     try:
         for epoch in bar:
             epoch_key = _per_member(lambda k: jax.random.fold_in(k, epoch), key, n_models)
-            phases = phases_of(epoch)
+            phases = ("autoencoder",) if _is_autoencoder(model) else config.phases(epoch)
             keys = _per_member(lambda k: jax.random.split(k, 1 + len(phases)), epoch_key,
                                n_models)
             start = time.perf_counter()

@@ -115,7 +115,7 @@ def reproduce(
     if settings is not None:
         from_search = _read_search(settings, experiment, method, overrides.get("schedule"))
         network = {**from_search["network"], **network}
-        overrides = {"schedule": from_search.pop("schedule"), **from_search["best_hyper"],
+        overrides = {"schedule": from_search["schedule"], **from_search["best_hyper"],
                      **overrides}
     if quick:
         overrides = {"epochs": QUICK["epochs"], "n_samples": QUICK["n_samples"], **overrides}
