@@ -487,6 +487,19 @@ _train_epoch_ensemble = eqx.filter_jit(
 )
 
 
+def _one_member_epoch(model, opt_state, x, y, key, sigma, hyper, config, phase, mesh):
+    """`_epoch_impl` of a one-member ensemble, run without its member axis: XLA:CPU runs a
+    program vmapped over an axis of length 1 about 1.3-1.6x slower than the same program
+    without it (benchmarks/results/xla-cpu-variants.md)."""
+    first = partial(jax.tree.map, lambda a: a[0] if eqx.is_array(a) else a)
+    out = _epoch_impl(*first((model, opt_state)), x, y, key[0], sigma[0], first(hyper),
+                      config, phase, mesh)
+    return jax.tree.map(lambda a: a[None] if eqx.is_array(a) else a, out)
+
+
+_train_epoch_one = eqx.filter_jit(_one_member_epoch)
+
+
 def as_key(key) -> Keys:
     """A typed key (or batch of keys) from `jax.random.key`, also accepting raw uint32 keys
     (from the legacy `jax.random.PRNGKey`, shape `(2,)` or `(n_models, 2)`).
@@ -618,7 +631,7 @@ def train_epoch(
     }
     if mesh is not None:
         model, opt_state, x, y = _replicate((model, opt_state, x, y), mesh, config.batch_size)
-    epoch = _train_epoch if n_models is None else _train_epoch_ensemble
+    epoch = {None: _train_epoch, 1: _train_epoch_one}.get(n_models, _train_epoch_ensemble)
     return epoch(model, opt_state, x, y, key, sigma, hyper, config, phase, mesh)
 
 

@@ -40,6 +40,38 @@ def test_ensemble_matches_separate_runs(getkey):
         np.testing.assert_allclose(history["test_error"][:, i], single_history["test_error"], atol=1e-6)
 
 
+def test_one_member_ensemble_runs_the_single_program_with_the_same_result(getkey, monkeypatch):
+    """A one-member ensemble takes the unvmapped program (faster on CPU); it must give
+    what the vmapped program and a single run give, keeping the member axis."""
+    from dtp_eqx import _train
+
+    data = _data(getkey())
+    x, y = jax.numpy.asarray(data.x_train), jax.numpy.asarray(data.y_train)
+    init_key, key = getkey(), getkey()
+    single = _make(init_key)
+    one = eqx.filter_vmap(_make)(init_key[None])
+    config = dataclasses.replace(CONFIG, schedule="per-batch")
+    states = dtp_eqx.init_opt_state(one, config)
+    hyper = {k: np.full(1, v, np.float32) for k, v in config.hyperparameters().items()
+             if k != "sigma"}
+    vmapped_program = _train._train_epoch_ensemble
+    with monkeypatch.context() as patch:
+        patch.setattr(_train, "_train_epoch_ensemble", None)  # calling it would fail
+        model, state, metrics = dtp_eqx.train_epoch(
+            one, states, x, y, key=key[None], config=config, phase="per-batch"
+        )
+    vmapped = vmapped_program(
+        one, states, x, y, key[None], np.full(1, config.sigma, np.float32), hyper, config,
+        "per-batch", None,
+    )
+    alone = dtp_eqx.train_epoch(single, dtp_eqx.init_opt_state(single, config), x, y,
+                                key=key, config=config, phase="per-batch")
+    assert dtp_eqx.ensemble_size(model) == 1
+    assert metrics["loss"].shape == (1, x.shape[0] // config.batch_size)
+    assert tree_allclose((model, state, metrics), vmapped, rtol=1e-4, atol=1e-6)
+    assert tree_allclose(dtp_eqx.ensemble_member(model, 0), alone[0], rtol=1e-4, atol=1e-6)
+
+
 def test_ensemble_needs_one_key_per_member(getkey):
     ensemble = eqx.filter_vmap(_make)(jax.random.split(getkey(), 2))
     with pytest.raises(ValueError, match=r"expected one key for a single model, or 2 keys"):
