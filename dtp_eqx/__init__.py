@@ -35,15 +35,36 @@ from ._diagnostics import (
     target_offsets as target_offsets,
     weight_gradient_norms as weight_gradient_norms,
 )
-from ._fit import (
+from ._checkpoint import (
     CheckpointError as CheckpointError,
+    checkpoint_meta as checkpoint_meta,
+    load_checkpoint as load_checkpoint,
+    save_checkpoint as save_checkpoint,
+)
+from ._config import (
+    BACKPROP_METHODS as BACKPROP_METHODS,
+    HYPERPARAMETERS as HYPERPARAMETERS,
+    OPTIMIZERS as OPTIMIZERS,
+    SCHEDULES as SCHEDULES,
+    TRAIN_METHODS as TRAIN_METHODS,
+    TrainConfig as TrainConfig,
+    make_optimizer as make_optimizer,
+    original_rmsprop as original_rmsprop,
+)
+from ._epoch import (
+    data_mesh as data_mesh,
+    train_epoch as train_epoch,
+    train_inverses as train_inverses,
+)
+from ._evaluate import (
+    evaluate as evaluate,
+    sample_probabilities as sample_probabilities,
+)
+from ._fit import (
     DIVERGENCE_EPOCHS as DIVERGENCE_EPOCHS,
     DIVERGENCE_FACTOR as DIVERGENCE_FACTOR,
     RunInterrupted as RunInterrupted,
     fit as fit,
-    checkpoint_meta as checkpoint_meta,
-    load_checkpoint as load_checkpoint,
-    save_checkpoint as save_checkpoint,
 )
 from ._layers import (
     TiedDTPLayer as TiedDTPLayer,
@@ -103,28 +124,19 @@ from ._targets import (
     top_step_from_eta as top_step_from_eta,
     top_target as top_target,
 )
-from ._train import (
-    BACKPROP_METHODS as BACKPROP_METHODS,
-    HYPERPARAMETERS as HYPERPARAMETERS,
-    OPTIMIZERS as OPTIMIZERS,
-    SCHEDULES as SCHEDULES,
-    TRAIN_METHODS as TRAIN_METHODS,
-    TrainConfig as TrainConfig,
+from ._models import (
     as_key as as_key,
-    data_mesh as data_mesh,
     ensemble_member as ensemble_member,
     ensemble_size as ensemble_size,
-    evaluate as evaluate,
-    forward_loss as forward_loss,
+)
+from ._params import (
     init_opt_state as init_opt_state,
-    inverse_loss as inverse_loss,
-    make_optimizer as make_optimizer,
-    make_step as make_step,
-    original_rmsprop as original_rmsprop,
     param_labels as param_labels,
-    sample_probabilities as sample_probabilities,
-    train_epoch as train_epoch,
-    train_inverses as train_inverses,
+)
+from ._step import (
+    forward_loss as forward_loss,
+    inverse_loss as inverse_loss,
+    make_step as make_step,
 )
 
 from ._explore import (
@@ -143,6 +155,10 @@ from ._widgets import (
     figure_slider as figure_slider,
     quick_mode as quick_mode,
 )
+
+# the names dtp_eqx._train held before the split, for code that reaches them as
+# dtp_eqx._train.<name>
+from . import _train as _train
 
 try:
     __version__ = _version("dtp-eqx")

@@ -47,7 +47,7 @@ FEEDBACK_CHOICES = ("tanh", "sigmoid", "relu", "identity")
 
 
 def _range(text: str) -> tuple[str, float, float]:
-    from ._train import HYPERPARAMETERS
+    from ._config import HYPERPARAMETERS
 
     name, _, bounds = text.partition("=")
     low, _, high = bounds.partition(":")
@@ -64,8 +64,8 @@ def _range(text: str) -> tuple[str, float, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._config import SCHEDULES, TRAIN_METHODS
     from ._paper import PAPER_EXPERIMENTS
-    from ._train import SCHEDULES, TRAIN_METHODS
 
     parser = argparse.ArgumentParser(
         prog="python -m dtp_eqx",

@@ -7,11 +7,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from ._config import Keys, TrainConfig
 from ._layers import check_choice
 from ._losses import check_nonnegative, cross_entropy, network_reconstruction_losses
+from ._models import ensemble_size
 from ._network import straight_through
+from ._step import forward_loss
 from ._targets import METHODS, compute_targets
-from ._train import Keys, TrainConfig, ensemble_size, forward_loss
 
 REFERENCES = ("bp", "ste")
 """Gradients to compare target propagation with: plain back-prop or straight-through."""

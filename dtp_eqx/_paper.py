@@ -8,10 +8,10 @@ import equinox as eqx
 import jax
 from jaxtyping import PRNGKeyArray
 
+from ._config import TrainConfig
 from ._layers import DTPLayer, TiedDTPLayer, check_choice
 from ._network import DTPNetwork
 from ._targets import top_step_from_eta
-from ._train import TrainConfig
 
 BATCH = 100
 _DEEP_DTP = dict(top_step=top_step_from_eta(0.327736, BATCH), lr_forward=0.0148893,

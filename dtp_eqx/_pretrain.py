@@ -18,9 +18,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._autoencoder import encoder_network, linear_probe
+from ._config import TrainConfig
+from ._models import as_key, ensemble_member, ensemble_size
 from ._network import DTPNetwork
 from ._sweep import sample_hyperparameters
-from ._train import TrainConfig, as_key, ensemble_member, ensemble_size
 
 
 def summary(values) -> dict:

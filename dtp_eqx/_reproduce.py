@@ -19,13 +19,14 @@ import jax
 import numpy as np
 
 from ._autoencoder import linear_probe
-from ._pretrain import finetune, search_autoencoder, summary
+from ._checkpoint import checkpoint_meta
+from ._config import BACKPROP_METHODS
 from ._data import load_cifar10, load_mnist
-from ._fit import checkpoint_meta, fit
+from ._fit import fit
 from ._outputs import claim_outputs
 from ._paper import paper_config, paper_experiment, paper_network
+from ._pretrain import finetune, search_autoencoder, summary
 from ._provenance import provenance, write_json
-from ._train import BACKPROP_METHODS
 
 QUICK = {"n_train": 500, "n_valid": 200, "n_test": 200, "epochs": 1, "n_samples": 5,
          "search": {"n_trials": 2, "check_epochs": (1,), "probe_epochs": 1},
@@ -424,7 +425,8 @@ def _search_autoencoder(make, data, config, info, overrides, *, quick, seed, sid
 def _judge_autoencoder(model, untrained, data, info, *, train_keys, quick, out, resume,
                        progress) -> dict:
     """Linear probes (raw pixels, untrained and trained encoders) and fine-tuning."""
-    from ._train import TrainConfig, ensemble_member
+    from ._config import TrainConfig
+    from ._models import ensemble_member
 
     seeds = len(train_keys)
     probe_epochs = QUICK["probe_epochs"] if quick else PROBE_EPOCHS

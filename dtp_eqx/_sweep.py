@@ -6,7 +6,8 @@ import equinox as eqx
 import jax
 import numpy as np
 
-from ._train import HYPERPARAMETERS, TrainConfig, as_key
+from ._config import HYPERPARAMETERS, TrainConfig
+from ._models import as_key
 
 
 def default_ranges(config: TrainConfig) -> dict[str, tuple[float, float]]:

@@ -43,7 +43,7 @@ def test_ensemble_matches_separate_runs(getkey):
 def test_one_member_ensemble_runs_the_single_program_with_the_same_result(getkey, monkeypatch):
     """A one-member ensemble takes the unvmapped program (faster on CPU); it must give
     what the vmapped program and a single run give, keeping the member axis."""
-    from dtp_eqx import _train
+    from dtp_eqx import _epoch
 
     data = _data(getkey())
     x, y = jax.numpy.asarray(data.x_train), jax.numpy.asarray(data.y_train)
@@ -54,9 +54,9 @@ def test_one_member_ensemble_runs_the_single_program_with_the_same_result(getkey
     states = dtp_eqx.init_opt_state(one, config)
     hyper = {k: np.full(1, v, np.float32) for k, v in config.hyperparameters().items()
              if k != "sigma"}
-    vmapped_program = _train._train_epoch_ensemble
+    vmapped_program = _epoch._train_epoch_ensemble
     with monkeypatch.context() as patch:
-        patch.setattr(_train, "_train_epoch_ensemble", None)  # calling it would fail
+        patch.setattr(_epoch, "_train_epoch_ensemble", None)  # calling it would fail
         model, state, metrics = dtp_eqx.train_epoch(
             one, states, x, y, key=key[None], config=config, phase="per-batch"
         )
