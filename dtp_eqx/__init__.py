@@ -8,6 +8,7 @@ vanilla target propagation (`"tp"`) or back-propagation (`"bp"`), and look insid
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._alignment import jacobian_alignment as jacobian_alignment
 from ._autoencoder import (
     autoencoder_losses as autoencoder_losses,
     encoder_network as encoder_network,
@@ -65,6 +66,12 @@ from ._fit import (
     DIVERGENCE_FACTOR as DIVERGENCE_FACTOR,
     RunInterrupted as RunInterrupted,
     fit as fit,
+)
+from ._feedback import (
+    FEEDBACK_RULES as FEEDBACK_RULES,
+    drl_loss as drl_loss,
+    feedback_losses as feedback_losses,
+    ldrl_loss as ldrl_loss,
 )
 from ._layers import (
     TiedDTPLayer as TiedDTPLayer,

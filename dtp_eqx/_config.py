@@ -11,6 +11,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Key, PRNGKeyArray
 
+from ._feedback import FEEDBACK_RULES
 from ._layers import check_choice
 
 Keys = PRNGKeyArray | Key[Array, " n_models"]
@@ -132,18 +133,29 @@ class TrainConfig:
             inverses, and with the paper's deep tanh settings the network saturates at
             chance (`benchmarks/results/per-batch-schedule.md`). Ignored by the
             alternate-epoch schedule and by back-prop.
+        feedback_rule: how the feedback mappings train, one of
+            `dtp_eqx.FEEDBACK_RULES`: `"reconstruction"` (the paper's noise-preserving
+            inverse loss; default), `"drl"` (Meulemans et al. 2020's difference
+            reconstruction loss) or `"l-drl"` (Ernoult et al. 2022's local form); see
+            `dtp_eqx.feedback_losses`. `sigma` is each rule's noise scale.
+        feedback_iterations: optimizer steps of the feedback mappings per minibatch
+            of an inverse or per-batch pass, each with fresh noise (default 1; Ernoult
+            et al. use 20-55 per layer in their sequential VGG runs).
+        feedback_samples: noise draws averaged in each feedback step (default 1).
 
     Sizes and rates may be Python or NumPy numbers (`np.int64(100)`, `np.float32(1e-3)`);
     NumPy ones are stored as Python numbers.
 
     Raises:
         ValueError: for an unknown `method`, `schedule` or `optimizer`; `epochs`,
-            `batch_size` or `n_samples` that are not positive integers (a bool is not
+            `batch_size`, `n_samples`, `feedback_iterations` or `feedback_samples` that
+            are not positive integers (a bool is not
             one); `lr_forward`, `lr_feedback` or `top_step` that are not positive finite
             numbers; `sigma`, `input_noise` or `code_noise` that are not finite
             non-negative numbers (NaN and infinity are rejected); a `sigma_tau` that is
             neither None nor a positive finite number; an `anneal_from` or
-            `inverse_warmup` that is not a non-negative integer.
+            `inverse_warmup` that is not a non-negative integer; an unknown
+            `feedback_rule`, or `"drl"` with `sigma = 0`.
     """
 
     method: str = "dtp"
@@ -162,11 +174,15 @@ class TrainConfig:
     code_noise: FloatLike = 0.0
     n_samples: IntLike = 100
     inverse_warmup: IntLike = 1
+    feedback_rule: str = "reconstruction"
+    feedback_iterations: IntLike = 1
+    feedback_samples: IntLike = 1
 
     def __post_init__(self):
         check_choice("method", self.method, TRAIN_METHODS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("feedback_rule", self.feedback_rule, FEEDBACK_RULES)
         # NumPy scalars (np.int64 sizes, np.float32 rates) are accepted and stored as
         # Python numbers, so that a config compares, hashes and serialises as usual.
         for field in dataclasses.fields(self):
@@ -183,7 +199,8 @@ class TrainConfig:
                 f"inverse_warmup={self.inverse_warmup!r} must be a non-negative integer "
                 "(inverse-only passes before the first per-batch epoch)."
             )
-        for name in ("epochs", "batch_size", "n_samples"):
+        for name in ("epochs", "batch_size", "n_samples", "feedback_iterations",
+                     "feedback_samples"):
             check_positive_int(name, getattr(self, name))
         for name in ("lr_forward", "lr_feedback", "top_step"):
             value = getattr(self, name)
@@ -193,6 +210,11 @@ class TrainConfig:
             value = getattr(self, name)
             if not (_is_real(value) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name}={value!r} must be a finite non-negative number.")
+        if self.feedback_rule == "drl" and self.sigma == 0:
+            raise ValueError(
+                "sigma=0 with feedback_rule='drl': the difference reconstruction loss "
+                "divides by sigma^2, so sigma must be positive."
+            )
         if self.sigma_tau is not None and not (
             _is_real(self.sigma_tau) and self.sigma_tau > 0 and math.isfinite(self.sigma_tau)
         ):

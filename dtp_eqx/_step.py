@@ -14,13 +14,8 @@ import jax.numpy as jnp
 from ._autoencoder import autoencoder_losses
 from ._config import BACKPROP_METHODS, Scalar, TrainConfig, make_optimizer
 from ._layers import TiedDTPLayer
-from ._losses import (
-    cross_entropy,
-    layer_loss,
-    network_reconstruction_losses,
-    output_loss,
-    sg,
-)
+from ._feedback import feedback_losses
+from ._losses import cross_entropy, layer_loss, output_loss, sg
 from ._network import continuous, straight_through
 from ._params import _spec
 from ._targets import compute_targets
@@ -72,20 +67,25 @@ def forward_loss(net, xb, yb, *, config: TrainConfig, key, top_step: Scalar | No
     return total, metrics
 
 
-def inverse_loss(net, xb, *, sigma, key, input_noise: float = 0.0):
-    """Summed batch-mean reconstruction losses of the feedback mappings of layers 2 .. M-1.
+def inverse_loss(net, xb, *, sigma, key, input_noise: float = 0.0,
+                 rule: str = "reconstruction", samples: int = 1):
+    """Summed batch-mean feedback losses of the feedback mappings of layers 2 .. M-1.
 
-    Layer `i`'s feedback learns to reconstruct the (corrupted) input `h_{i-1}` that
-    layer `i` received in a training forward pass of the batch `xb`, shape `(batch, n_0)`;
-    in a stochastic network, the probability `p_{i-1}` read through a fresh sample (see
-    `dtp_eqx.network_reconstruction_losses`). Returns the total and the per-layer
-    losses, shape `(M - 2,)`.
+    With the default `rule="reconstruction"`, layer `i`'s feedback learns to reconstruct
+    the (corrupted) input `h_{i-1}` that layer `i` received in a training forward pass of
+    the batch `xb`, shape `(batch, n_0)`; in a stochastic network, the probability
+    `p_{i-1}` read through a fresh sample (see `dtp_eqx.network_reconstruction_losses`).
+    `rule` may also be `"drl"` or `"l-drl"`, averaged over `samples` noise draws (see
+    `dtp_eqx.feedback_losses`). Returns the total and the per-layer losses, shape
+    `(M - 2,)`.
     """
     forward_key, key = jax.random.split(key)
     hs = sg(training_activations(net, xb, input_noise=input_noise, key=forward_key))
     per_layer = jnp.mean(
         jax.vmap(
-            lambda h, k: network_reconstruction_losses(net, h, sigma=sigma, key=k)
+            lambda h, k: feedback_losses(
+                net, h, rule=rule, sigma=sigma, key=k, samples=samples
+            )
         )(hs, jax.random.split(key, xb.shape[0])),
         axis=0,
     )
@@ -145,21 +145,35 @@ def make_step(
 
 
 def _feedback_update(model, opt_state, xb, *, key, config, sigma, hyper):
-    """One optimizer step of the feedback parameters on the step's feedback loss.
+    """`config.feedback_iterations` optimizer steps of the feedback parameters on the
+    feedback loss of `config.feedback_rule` (`inverse_loss`), each with fresh noise."""
 
-    That loss is `inverse_loss`, the one rule the feedback mappings train by: another
-    rule would be another loss function of the network and batch, chosen here.
-    """
-    return _update(
-        "feedback",
-        lambda net: inverse_loss(
-            net, xb, sigma=sigma, key=key, input_noise=config.input_noise
-        ),
-        model,
-        opt_state,
-        config,
-        hyper["lr_feedback"],
+    def one(model, opt_state, k):
+        return _update(
+            "feedback",
+            lambda net: inverse_loss(
+                net, xb, sigma=sigma, key=k, input_noise=config.input_noise,
+                rule=config.feedback_rule, samples=config.feedback_samples,
+            ),
+            model,
+            opt_state,
+            config,
+            hyper["lr_feedback"],
+        )
+
+    if config.feedback_iterations == 1:
+        return one(model, opt_state, key)
+    params, static = eqx.partition(model, eqx.is_array)
+
+    def body(carry, k):
+        model, opt_state, metrics = one(eqx.combine(carry[0], static), carry[1], k)
+        return (eqx.filter(model, eqx.is_array), opt_state), metrics
+
+    (params, opt_state), metrics = jax.lax.scan(
+        body, (params, opt_state), jax.random.split(key, config.feedback_iterations)
     )
+    # the metrics of the last iteration, as one step would report them
+    return eqx.combine(params, static), opt_state, jax.tree.map(lambda m: m[-1], metrics)
 
 
 def _forward_update(model, opt_state, xb, yb, *, key, config, hyper):
