@@ -16,6 +16,13 @@ from ._autoencoder import (
     plot_filters as plot_filters,
     reconstruction_error as reconstruction_error,
 )
+from ._conv import (
+    POOLS as POOLS,
+    ConvDTPLayer as ConvDTPLayer,
+    FlattenLayer as FlattenLayer,
+    ImageLayer as ImageLayer,
+    conv_network as conv_network,
+)
 from ._data import (
     CIFAR10_SOURCES as CIFAR10_SOURCES,
     ChecksumError as ChecksumError,

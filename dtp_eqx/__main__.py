@@ -65,6 +65,7 @@ def _range(text: str) -> tuple[str, float, float]:
 
 def build_parser() -> argparse.ArgumentParser:
     from ._config import SCHEDULES, TRAIN_METHODS
+    from ._feedback import FEEDBACK_RULES
     from ._paper import PAPER_EXPERIMENTS
 
     parser = argparse.ArgumentParser(
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--schedule", choices=SCHEDULES,
                      help="alternate-epoch (original code) or per-batch (paper's Algorithm 1)")
     run.add_argument("--batch-size", type=_positive_int, help="minibatch size (default 100)")
+    run.add_argument("--feedback-rule", choices=FEEDBACK_RULES,
+                     help="how the feedback mappings train (default: reconstruction, the "
+                          "paper's; drl and l-drl bring their own noise and schedule)")
+    run.add_argument("--feedback-iterations", type=_positive_int,
+                     help="feedback optimizer steps per minibatch (default 1)")
+    run.add_argument("--feedback-samples", type=_positive_int,
+                     help="noise draws averaged per feedback step (default 1; 10 for l-drl)")
     run.add_argument("--data-dir", help="folder with the dataset files "
                                         "(default: $DTP_EQX_DATA, the user cache, or a download)")
     run.add_argument("--out", help="results file (default results/EXPERIMENT-METHOD.json; "
@@ -250,7 +258,9 @@ def _main(argv_used: list[str]) -> int:
             ("epochs", args.epochs), ("lr_forward", args.lr_forward),
             ("lr_feedback", args.lr_feedback), ("top_step", args.top_step),
             ("sigma", args.sigma), ("schedule", args.schedule), ("batch_size", args.batch_size),
-            ("code_noise", args.code_noise),
+            ("code_noise", args.code_noise), ("feedback_rule", args.feedback_rule),
+            ("feedback_iterations", args.feedback_iterations),
+            ("feedback_samples", args.feedback_samples),
         )
         if value is not None
     }
@@ -264,8 +274,10 @@ def _main(argv_used: list[str]) -> int:
         settings=args.settings, command=command,
         **overrides,
     )
+    from ._reproduce import _label_of
+
     test = result["final"]["test_error"]
-    print(f"{args.experiment} {args.method}: test error {100 * test['mean']:.2f}% "
+    print(f"{args.experiment} {_label_of(result)}: test error {100 * test['mean']:.2f}% "
           f"± {100 * test['std']:.2f}% over {args.seeds} seeds, {result['epochs']} epochs, "
           f"{result['seconds_per_epoch']:.2f} s/epoch")
     return 0

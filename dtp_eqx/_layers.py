@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable
 
 import equinox as eqx
@@ -69,6 +70,7 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
     "relu": jax.nn.relu,
+    "elu": jax.nn.elu,
     "identity": lambda z: z,
     "sign": sign,
 }
@@ -102,20 +104,35 @@ class AbstractDTPLayer(eqx.Module):
     Subclasses own the fields `forward` and `feedback` and implement `__call__` (the
     forward mapping `f`, from `h_prev` to `h`) and `inverse` (the feedback mapping `g`,
     from `h` back to the space of `h_prev`). Both act on one unbatched example.
+
+    An example's activations may be vectors (dense layers) or arrays of any shape, such
+    as `(channels, height, width)` images (`dtp_eqx.ConvDTPLayer`): `in_shape` and
+    `out_shape` give them, and `in_features` and `out_features` their sizes. A layer
+    with other than vector activations overrides `in_shape` and `out_shape`.
     """
 
-    forward: eqx.AbstractVar[eqx.nn.Linear]
-    feedback: eqx.AbstractVar[eqx.nn.Linear]
+    forward: eqx.AbstractVar[eqx.Module]
+    feedback: eqx.AbstractVar[eqx.Module]
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        """Shape of one input `h_prev`: `(n_in,)` for a dense layer."""
+        return (self.forward.in_features,)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """Shape of one output `h`: `(n_out,)` for a dense layer."""
+        return (self.forward.out_features,)
 
     @property
     def in_features(self) -> int:
-        """Size of the layer's input `h_prev`."""
-        return self.forward.in_features
+        """Size of the layer's input `h_prev` (the product of `in_shape`)."""
+        return math.prod(self.in_shape)
 
     @property
     def out_features(self) -> int:
-        """Size of the layer's output `h`."""
-        return self.forward.out_features
+        """Size of the layer's output `h` (the product of `out_shape`)."""
+        return math.prod(self.out_shape)
 
     @abc.abstractmethod
     def __call__(

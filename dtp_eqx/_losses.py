@@ -32,15 +32,16 @@ def cross_entropy(
 
 def layer_loss(
     layer: AbstractDTPLayer,
-    h_prev: Float[Array, " n_in"],
-    t: Float[Array, " n_out"],
+    h_prev: Float[Array, " ..."],
+    t: Float[Array, " ..."],
     *,
     key: PRNGKeyArray | None = None,
 ) -> Float[Scalar, ""]:
     """Layer-local loss `||f(h_prev) - t||^2`, summed over units.
 
-    Both `h_prev` (shape `(n_in,)`) and the target `t` (shape `(n_out,)`) are constants:
-    the gradient reaches only the layer's forward parameters.
+    Both `h_prev` (shape `layer.in_shape`, `(n_in,)` for a dense layer) and the target
+    `t` (shape `layer.out_shape`) are constants: the gradient reaches only the layer's
+    forward parameters.
     """
     return jnp.sum((layer(sg(h_prev), key=key) - sg(t)) ** 2)
 
@@ -52,7 +53,7 @@ def output_loss(output, h_prev: Float[Array, " n_in"], y) -> Float[Scalar, ""]:
 
 def reconstruction_loss(
     layer: AbstractDTPLayer,
-    h_prev: Float[Array, " n_in"],
+    h_prev: Float[Array, " ..."],
     *,
     sigma: float | Float[Scalar, ""] = 0.0,
     key: PRNGKeyArray | None = None,
@@ -74,7 +75,7 @@ def reconstruction_loss(
     Args:
         layer: the layer whose feedback mapping is trained.
         h_prev: the layer's input for one example (its probability, with `sampler`),
-            shape `(n_in,)`.
+            shape `layer.in_shape` (`(n_in,)` for a dense layer).
         sigma: standard deviation of the Gaussian corruption, `>= 0` (keyword-only).
             With `sigma = 0` this is the clean reconstruction error and, without a
             `sampler`, `key` may be None.
@@ -84,7 +85,7 @@ def reconstruction_loss(
             (keyword-only).
 
     Returns:
-        A scalar, summed over the `n_in` units.
+        A scalar, summed over the layer's input units.
     """
     check_nonnegative("sigma", sigma)
     h_prev = sg(h_prev)

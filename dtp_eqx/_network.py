@@ -35,6 +35,10 @@ class DTPNetwork(eqx.Module):
       `h_i ~ Bernoulli(p_i)` is sampled by `samplers[i - 1]`, a `StochasticBinary`;
       `activations` then needs a key.
 
+    `DTPNetwork.from_layers` builds a network from given hidden layers instead, such as
+    the convolutional ones of `dtp_eqx.conv_network`; their activations may then be
+    images, of the shapes in `shapes`.
+
     Args:
         sizes: layer widths `(n_in, hidden..., n_classes)`, at least three entries.
         activation: hidden nonlinearity, one of `dtp_eqx.ACTIVATIONS` (keyword-only).
@@ -99,12 +103,94 @@ class DTPNetwork(eqx.Module):
             tuple(StochasticBinary() for _ in self.layers) if units == "bernoulli" else ()
         )
 
+    @classmethod
+    def from_layers(
+        cls,
+        layers: Sequence[AbstractDTPLayer],
+        n_classes: int,
+        *,
+        init: str = "orthogonal",
+        key: PRNGKeyArray,
+    ) -> DTPNetwork:
+        """A network of the given hidden layers topped by a new linear output layer.
+
+        The layers may be any `AbstractDTPLayer`s whose shapes chain: each one's
+        `in_shape` is the `out_shape` of the one before, as with `dtp_eqx.ImageLayer`,
+        `dtp_eqx.ConvDTPLayer`, `dtp_eqx.FlattenLayer` and `DTPLayer` (see
+        `dtp_eqx.conv_network`). The output layer reads a vector, so the last layer's
+        `out_shape` must be one-dimensional, `(n_{M-1},)`; it gives the logits
+        `h_M = W_M h_{M-1} + b_M`. The units are deterministic (no samplers).
+
+        Args:
+            layers: the hidden layers `1 .. M-1`, at least one.
+            n_classes: number `n_M` of classes (logits).
+            init: initialisation of the output weights, `"orthogonal"` or `"glorot"`;
+                its bias starts at zero (keyword-only).
+            key: a `jax.random` key for the output layer (keyword-only).
+
+        Raises:
+            TypeError: for a layer that is not an `AbstractDTPLayer`.
+            ValueError: for no layers, a layer whose `in_shape` differs from the
+                previous layer's `out_shape` (the message names the layer's index, both
+                shapes and what was expected), a last layer whose output is not a
+                vector, or an `n_classes` that is not a positive integer.
+
+        Example:
+            >>> layers = [dtp_eqx.ImageLayer((8, 8, 1)),
+            ...           dtp_eqx.ConvDTPLayer((1, 8, 8), 4, key=jax.random.key(1)),
+            ...           dtp_eqx.FlattenLayer((4, 4, 4))]
+            >>> net = dtp_eqx.DTPNetwork.from_layers(layers, 10, key=jax.random.key(2))
+            >>> net.shapes
+            ((64,), (1, 8, 8), (4, 4, 4), (64,), (10,))
+        """
+        layers = tuple(layers)
+        if not layers:
+            raise ValueError("layers is empty: a DTPNetwork needs at least one hidden layer.")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, AbstractDTPLayer):
+                raise TypeError(
+                    f"layers[{i}] is a {type(layer).__name__}, not an AbstractDTPLayer."
+                )
+            if i and layer.in_shape != layers[i - 1].out_shape:
+                raise ValueError(
+                    f"layers[{i}] ({type(layer).__name__}) reads inputs of shape "
+                    f"{layer.in_shape}, but layers[{i - 1}] "
+                    f"({type(layers[i - 1]).__name__}) outputs shape "
+                    f"{layers[i - 1].out_shape}; expected layers[{i}].in_shape == "
+                    f"{layers[i - 1].out_shape}."
+                )
+        if len(layers[-1].out_shape) != 1:
+            raise ValueError(
+                f"the last layer, layers[{len(layers) - 1}] ({type(layers[-1]).__name__}), "
+                f"outputs shape {layers[-1].out_shape}, but the output layer reads a "
+                "vector: end with a dtp_eqx.FlattenLayer (and dense DTPLayers, if any)."
+            )
+        if not (isinstance(n_classes, int) and not isinstance(n_classes, bool)
+                and n_classes > 0):
+            raise ValueError(f"n_classes={n_classes!r} must be a positive integer.")
+        output = init_linear(layers[-1].out_features, n_classes, init=init, key=key)
+        # Built field by field, as equinox rebuilds a module from its leaves: the
+        # `sizes` constructor above stays the one way that makes layers itself.
+        net = object.__new__(cls)
+        for name, value in (("layers", layers), ("output", output), ("samplers", ())):
+            object.__setattr__(net, name, value)
+        return net
+
     @property
     def sizes(self) -> tuple[int, ...]:
-        """Layer widths `(n_0, ..., n_M)`."""
+        """Layer widths `(n_0, ..., n_M)`: the sizes (products of the shapes) of every
+        activation, for layers of any shape."""
         return (self.layers[0].in_features,) + tuple(
             layer.out_features for layer in self.layers
         ) + (self.output.out_features,)
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        """Shapes of one example's activations `h_0, ..., h_M`: `((n_0,), ..., (n_M,))`
+        for a dense network, `(C, H, W)` for the images of a convolutional one."""
+        return (self.layers[0].in_shape,) + tuple(
+            layer.out_shape for layer in self.layers
+        ) + ((self.output.out_features,),)
 
     @property
     def in_features(self) -> int:
@@ -120,11 +206,12 @@ class DTPNetwork(eqx.Module):
         return bool(self.samplers)
 
     def check_input(self, x: Array) -> None:
-        """Raise a `ValueError` unless `x` has shape `(n_in,)`."""
-        if x.shape != (self.in_features,):
+        """Raise a `ValueError` unless `x` has the shape of one input, `self.shapes[0]`
+        (`(n_in,)` for a dense network)."""
+        if x.shape != self.layers[0].in_shape:
             raise ValueError(
                 f"x has shape {x.shape}, expected one example of shape "
-                f"({self.in_features},); batch with jax.vmap."
+                f"{self.layers[0].in_shape}; batch with jax.vmap."
             )
 
     def activations(

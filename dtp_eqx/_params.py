@@ -17,7 +17,11 @@ def param_labels(model) -> object:
 
     Forward weights of the hidden and output layers are `"forward"`; the feedback
     mappings of hidden layers `2 .. M-1` are `"feedback"`; layer 1's feedback, which no
-    target uses, is `"frozen"`. For a single layer (an auto-encoder), `forward` is
+    target uses, is `"frozen"`. More generally, a layer's feedback is `"frozen"` when no
+    layer below it has forward parameters (below a parameter-free first layer such as
+    `dtp_eqx.ImageLayer`, the first convolution's feedback is frozen), since the targets
+    it would send down train nothing. Parameter-free layers get no labels. For a single
+    layer (an auto-encoder), `forward` is
     `"forward"` and `feedback` is `"feedback"`; a `TiedDTPLayer`, whose decoder shares
     the encoder's weights, is `"forward"` throughout. Returns a pytree of strings shaped
     like `model`.
@@ -29,14 +33,21 @@ def param_labels(model) -> object:
         return eqx.tree_at(
             lambda m: m.feedback, labels, jax.tree.map(lambda _: "feedback", model.feedback)
         )
+    trained_below = False  # whether a layer below this one has forward parameters
     for k, layer in enumerate(model.layers):
-        label = "feedback" if k > 0 else "frozen"
-        labels = eqx.tree_at(
-            lambda m: m.layers[k].feedback,
-            labels,
-            jax.tree.map(lambda _: label, layer.feedback),
-        )
+        if _has_arrays(layer.feedback):
+            label = "feedback" if trained_below else "frozen"
+            labels = eqx.tree_at(
+                lambda m: m.layers[k].feedback,
+                labels,
+                jax.tree.map(lambda _: label, layer.feedback),
+            )
+        trained_below = trained_below or _has_arrays(layer.forward)
     return labels
+
+
+def _has_arrays(tree) -> bool:
+    return any(eqx.is_array(leaf) for leaf in jax.tree.leaves(tree))
 
 
 def _spec(model, label: str):

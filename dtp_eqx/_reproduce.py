@@ -18,13 +18,16 @@ import equinox as eqx
 import jax
 import numpy as np
 
+from ._alignment import jacobian_alignment
 from ._autoencoder import linear_probe
 from ._checkpoint import checkpoint_meta
 from ._config import BACKPROP_METHODS
 from ._data import load_cifar10, load_mnist
+from ._diagnostics import angles_to_backprop
 from ._fit import fit
+from ._models import ensemble_member
 from ._outputs import claim_outputs
-from ._paper import paper_config, paper_experiment, paper_network
+from ._paper import feedback_rule_settings, paper_config, paper_experiment, paper_network
 from ._pretrain import finetune, search_autoencoder, summary
 from ._provenance import provenance, write_json
 
@@ -124,7 +127,7 @@ def reproduce(
     # the paper gives no training length for its auto-encoder
     paper_epochs = None if autoencoder else paper_config(experiment, method).epochs
     _check_data_dir(data_dir)
-    label = run_label(method, config.schedule)
+    label = run_label(method, config.schedule, config.feedback_rule)
     default = Path("results") / ("quick" if quick else "") / f"{experiment}-{label}.json"
     out = Path(out) if out is not None else default
     checkpoint = out.with_suffix(".ckpt")
@@ -183,9 +186,11 @@ def _reproduce(experiment, method, info, config, overrides, network, from_search
         run_info=run_info,
     )
     after_fit = time.perf_counter()
+    if not autoencoder:
+        extra_alignment = _alignment(model, data, config, seeds, quick=quick)
     final = {f"{split}_error": summary(history[f"{split}_error"][-1])
              for split in ("train", "valid", "test")}
-    extra = {}
+    extra = {} if autoencoder else {"alignment": extra_alignment}
     if autoencoder:
         extra = _judge_autoencoder(model, eqx.filter_vmap(make)(init_keys), data, info,
                                    train_keys=train_keys, quick=quick, out=out,
@@ -229,8 +234,10 @@ def _reproduce(experiment, method, info, config, overrides, network, from_search
         "command": run_info["command"],
         "config": dataclasses.asdict(config),
         "network": {**info["network"], **network},
-        "settings": info["settings"],
-        "paper_test_error": info["paper"].get(method),
+        "settings": info["settings"] + feedback_rule_settings(config),
+        # the paper's figures are for its own (reconstruction-trained) feedback mappings
+        "paper_test_error": (info["paper"].get(method)
+                             if config.feedback_rule == "reconstruction" else None),
         "final": final,
         "notes": notes,
         "wall_seconds": wall,
@@ -247,21 +254,56 @@ def _reproduce(experiment, method, info, config, overrides, network, from_search
     return result
 
 
-def run_label(method: str, schedule: str = "alternate-epoch") -> str:
+ALIGNMENT_EXAMPLES = 1000
+"""Validation examples on which `reproduce` measures the trained networks' angles."""
+
+
+def _alignment(model, data, config, seeds, *, quick) -> dict | None:
+    """Per hidden layer and seed, the trained network's angles to back-prop
+    (`dtp_eqx.angles_to_backprop`, at the run's own top step) and, for its trained
+    feedback mappings, `dtp_eqx.jacobian_alignment`, on the first validation examples;
+    None for back-prop runs and stochastic networks (whose angles need samples)."""
+    if config.method in BACKPROP_METHODS:
+        return None
+    n = QUICK["n_valid"] if quick else ALIGNMENT_EXAMPLES
+    x, y = jax.numpy.asarray(data.x_valid[:n]), jax.numpy.asarray(data.y_valid[:n])
+    members = [ensemble_member(model, i) for i in range(seeds)]
+    if members[0].stochastic:
+        return None
+    angles = [angles_to_backprop(m, x, y, top_step=config.top_step, method=config.method)
+              for m in members]
+    jac = [jacobian_alignment(m, x[:100]) for m in members]
+    out = {name: np.stack([np.asarray(a[name]) for a in angles]).tolist()
+           for name in ("weight", "activation", "offset")}
+    out.update({name: np.stack([np.asarray(j[name]) for j in jac]).tolist()
+                for name in jac[0]})
+    return {"examples": n, "layers": "angles: layers 1 .. M-1; jacobian: 2 .. M-1",
+            "shape": "(seeds, layers)", **out}
+
+
+def run_label(method: str, schedule: str = "alternate-epoch",
+              feedback_rule: str = "reconstruction") -> str:
     """The name a run goes by in `load_results`, the report and file names: its method,
-    with `-per-batch` for target propagation on the per-batch schedule (the original
-    code's alternate-epoch schedule, and every back-prop method, go by the method alone).
+    then, for target propagation, `-RULE` when its feedback mappings train by a rule
+    other than the 2015 reconstruction, and `-per-batch` on the per-batch schedule (the
+    original code's alternate-epoch schedule, and every back-prop method, go by the
+    method alone).
 
     >>> run_label("dtp"), run_label("dtp", "per-batch"), run_label("bp", "per-batch")
     ('dtp', 'dtp-per-batch', 'bp')
+    >>> run_label("dtp", "per-batch", "l-drl")
+    'dtp-l-drl-per-batch'
     """
-    if method in BACKPROP_METHODS or schedule == "alternate-epoch":
+    if method in BACKPROP_METHODS:
         return method
-    return f"{method}-{schedule}"
+    rule = "" if feedback_rule == "reconstruction" else f"-{feedback_rule}"
+    return f"{method}{rule}" + ("" if schedule == "alternate-epoch" else f"-{schedule}")
 
 
 def _label_of(run: dict) -> str:
-    return run_label(run["method"], run.get("config", {}).get("schedule", "alternate-epoch"))
+    config = run.get("config", {})
+    return run_label(run["method"], config.get("schedule", "alternate-epoch"),
+                     config.get("feedback_rule", "reconstruction"))
 
 
 def _read_search(path, experiment: str, method: str, schedule: str | None = None) -> dict:
