@@ -40,3 +40,16 @@ def test_unknown_experiment():
         dtp_eqx.paper_config("imagenet")
     with pytest.raises(ValueError, match="experiment='imagenet'"):
         dtp_eqx.paper_network("imagenet", key=jax.random.key(0))
+
+
+def test_feedback_rule_brings_its_settings_which_overrides_replace():
+    ldrl = dtp_eqx.paper_config("mnist-deep", feedback_rule="l-drl")
+    assert (ldrl.schedule, ldrl.sigma, ldrl.feedback_samples) == ("per-batch", 0.1, 10)
+    assert ldrl.lr_forward == dtp_eqx.paper_config("mnist-deep").lr_forward
+    drl = dtp_eqx.paper_config("mnist-deep", feedback_rule="drl", sigma=0.2)
+    assert (drl.sigma, drl.lr_feedback, drl.schedule) == (0.2, 1e-3, "per-batch")
+    # the 2015 rule, and back-prop, keep the original settings
+    assert dtp_eqx.paper_config("mnist-deep", feedback_rule="reconstruction") == \
+        dtp_eqx.paper_config("mnist-deep")
+    assert dtp_eqx.paper_config("mnist-deep", "bp", feedback_rule="l-drl").schedule == \
+        "alternate-epoch"

@@ -406,3 +406,21 @@ def test_tp_note_follows_the_result():
     learned = _tp_note(_fake_run("tp", 0.0321))
     assert "learns on this network: test error 3.21%" in learned
     assert "does not learn" not in learned
+
+
+def test_a_feedback_rule_run_has_its_own_name_settings_and_alignment(data_dir, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["reproduce", "mnist-deep", "--method", "dtp", "--quick", "--seeds", "1",
+                 "--feedback-rule", "l-drl", "--feedback-samples", "2",
+                 "--data-dir", str(data_dir), "--no-progress"]) == 0
+    out = tmp_path / "results" / "quick" / "mnist-deep-dtp-l-drl-per-batch.json"
+    result = _results(out)
+    config = result["config"]
+    assert (config["feedback_rule"], config["feedback_samples"], config["schedule"]) == (
+        "l-drl", 2, "per-batch")
+    assert "L-DRL" in result["settings"] and result["paper_test_error"] is None
+    alignment = result["alignment"]
+    assert len(alignment["weight"]) == 1 and len(alignment["weight"][0]) == 7
+    assert len(alignment["transpose_angle"][0]) == 6  # layers 2 .. M-1
+    assert all(0 <= a <= 180 for a in alignment["transpose_angle"][0])
