@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", help="folder with the dataset files "
                                         "(default: $DTP_EQX_DATA, the user cache, or a download)")
     run.add_argument("--out", help="results file (default results/EXPERIMENT-METHOD.json; "
-                     "-METHOD-per-batch.json for DTP or TP on the per-batch schedule)")
+                     "for DTP or TP, -RULE after the method for a feedback rule other "
+                     "than reconstruction and -per-batch on the per-batch schedule)")
     run.add_argument("--quick", action="store_true",
                      help="smoke test: a few hundred examples, 1 epoch, results under results/quick/")
     overwriting = run.add_mutually_exclusive_group()

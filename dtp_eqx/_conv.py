@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._config import check_positive_int
 from ._layers import (
     ACTIVATIONS,
     INITS,
@@ -206,8 +207,8 @@ class ConvDTPLayer(AbstractDTPLayer):
         key: PRNGKeyArray,
     ):
         in_channels, height, width = _check_shape("in_shape", in_shape, 3)
-        (out_channels,) = _check_shape("out_channels", (out_channels,))
-        (kernel_size,) = _check_shape("kernel_size", (kernel_size,))
+        out_channels = check_positive_int("out_channels", out_channels)
+        kernel_size = check_positive_int("kernel_size", kernel_size)
         if kernel_size % 2 == 0:
             raise ValueError(
                 f"kernel_size={kernel_size} must be odd, so that 'same' padding of "

@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from ._config import check_positive_int
 from ._layers import AbstractDTPLayer, DiscreteDTPLayer, DTPLayer, check_choice, init_linear
 from ._stochastic import StochasticBinary
 
@@ -165,9 +166,7 @@ class DTPNetwork(eqx.Module):
                 f"outputs shape {layers[-1].out_shape}, but the output layer reads a "
                 "vector: end with a dtp_eqx.FlattenLayer (and dense DTPLayers, if any)."
             )
-        if not (isinstance(n_classes, int) and not isinstance(n_classes, bool)
-                and n_classes > 0):
-            raise ValueError(f"n_classes={n_classes!r} must be a positive integer.")
+        n_classes = check_positive_int("n_classes", n_classes)
         output = init_linear(layers[-1].out_features, n_classes, init=init, key=key)
         # Built field by field, as equinox rebuilds a module from its leaves: the
         # `sizes` constructor above stays the one way that makes layers itself.

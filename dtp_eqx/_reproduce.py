@@ -186,12 +186,11 @@ def _reproduce(experiment, method, info, config, overrides, network, from_search
         run_info=run_info,
     )
     after_fit = time.perf_counter()
-    if not autoencoder:
-        extra_alignment = _alignment(model, data, config, seeds, quick=quick)
     final = {f"{split}_error": summary(history[f"{split}_error"][-1])
              for split in ("train", "valid", "test")}
-    extra = {} if autoencoder else {"alignment": extra_alignment}
-    if autoencoder:
+    if not autoencoder:
+        extra = {"alignment": _alignment(model, data, config, seeds, quick=quick)}
+    else:
         extra = _judge_autoencoder(model, eqx.filter_vmap(make)(init_keys), data, info,
                                    train_keys=train_keys, quick=quick, out=out,
                                    resume=resume, progress=progress)
