@@ -124,8 +124,9 @@ def reproduce(
     if quick:
         overrides = {"epochs": QUICK["epochs"], "n_samples": QUICK["n_samples"], **overrides}
     config = paper_config(experiment, method, **overrides)
-    # the paper gives no training length for its auto-encoder
-    paper_epochs = None if autoencoder else paper_config(experiment, method).epochs
+    # the paper gives no training length for its auto-encoder, nor any for our CNN
+    paper_epochs = (None if autoencoder or not info["paper"]
+                    else paper_config(experiment, method).epochs)
     _check_data_dir(data_dir)
     label = run_label(method, config.schedule, config.feedback_rule)
     default = Path("results") / ("quick" if quick else "") / f"{experiment}-{label}.json"

@@ -53,3 +53,26 @@ def test_feedback_rule_brings_its_settings_which_overrides_replace():
         dtp_eqx.paper_config("mnist-deep")
     assert dtp_eqx.paper_config("mnist-deep", "bp", feedback_rule="l-drl").schedule == \
         "alternate-epoch"
+    # the settings' text names what a run changed of the rule's settings
+    from dtp_eqx._paper import feedback_rule_settings
+    assert "this run" not in feedback_rule_settings(ldrl)
+    one = dtp_eqx.paper_config("mnist-deep", feedback_rule="l-drl", feedback_samples=1)
+    assert feedback_rule_settings(one).endswith("(this run: feedback_samples=1)")
+    assert feedback_rule_settings(dtp_eqx.paper_config("mnist-deep")) == ""
+
+
+def test_cnn_experiment(getkey):
+    net = dtp_eqx.paper_network("cifar10-cnn", key=getkey())
+    assert net.shapes == ((3072,), (3, 32, 32), (16, 16, 16), (32, 8, 8), (2048,), (10,))
+    assert [type(l).__name__ for l in net.layers] == [
+        "ImageLayer", "ConvDTPLayer", "ConvDTPLayer", "FlattenLayer"]
+    wide = dtp_eqx.paper_network("cifar10-cnn", key=getkey(), channels=(4, 8, 8))
+    assert wide.shapes[-2] == (8 * 4 * 4,)
+    # every method on Adam, minibatches of 128, per-batch DTP without warm-up
+    for method in ("bp", "dtp"):
+        config = dtp_eqx.paper_config("cifar10-cnn", method)
+        assert (config.optimizer, config.lr_forward, config.batch_size) == ("adam", 1e-3, 128)
+    dtp = dtp_eqx.paper_config("cifar10-cnn", "dtp")
+    assert (dtp.schedule, dtp.inverse_warmup, dtp.top_step, dtp.sigma) == (
+        "per-batch", 0, 0.1, 0.1)
+    assert dtp_eqx.paper_experiment("cifar10-cnn")["paper"] == {}
