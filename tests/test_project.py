@@ -96,6 +96,15 @@ def test_benchmark_scripts_parse():
     check = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_check.sh")],
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+    for script, flag in (("rules_cost.py", "--quick"), ("vgg_cifar10.py", "--resume")):
+        helped = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--help"],
+                                capture_output=True, text=True, timeout=120)
+        assert helped.returncode == 0 and flag in helped.stdout, helped.stderr
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "vgg_cifar10.py"), "--epochs", "0"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert bad.returncode == 2 and "--epochs=0 must be a positive integer" in bad.stderr
 
 
 def test_api_reference_lists_every_public_name():
